@@ -1,0 +1,71 @@
+"""Compiling single kernels for eager execution, cached in memory and on disk.
+
+Each distinct kernel (its generator and compile-time key) becomes one LLVM
+module with one exported function `void kernel(i8** pointers, i64* meta)`,
+is compiled once per process (and once per machine, through the disk cache),
+and is called through ctypes, which releases the GIL during the call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Sequence
+
+from llvmlite import ir
+
+from . import cache, target
+
+KERNEL_CFUNC = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64))
+
+
+@dataclass
+class CompileStats:
+    kernels: int = 0
+    seconds: float = 0.0
+    native_calls: int = 0
+    events: list[str] = field(default_factory=list)
+
+
+stats = CompileStats()
+
+
+class CompiledKernel:
+    """A loaded kernel `void f(i8** pointers, i64* meta)`."""
+
+    def __init__(self, name: str, llvm_ir: str):
+        self.name = name
+        self.llvm_ir = llvm_ir
+        start = time.perf_counter()
+        self._object = target.LoadedObject(cache.cached_object(llvm_ir, target.object_code))
+        self.function = KERNEL_CFUNC(self._object.address(name))
+        stats.kernels += 1
+        stats.seconds += time.perf_counter() - start
+
+    def __call__(self, pointers: Sequence[int], meta: Sequence[int]) -> None:
+        pointer_array = (ctypes.c_void_p * len(pointers))(*pointers)
+        meta_array = (ctypes.c_int64 * max(1, len(meta)))(*meta)
+        stats.native_calls += 1
+        self.function(pointer_array, meta_array)
+
+
+_kernels: dict[Hashable, CompiledKernel] = {}
+
+
+def new_module(name: str) -> ir.Module:
+    module = ir.Module(name=name)
+    info = target.host()
+    module.triple = info.triple
+    return module
+
+
+def get_kernel(key: Hashable, build: Callable[[ir.Module, str], None]) -> CompiledKernel:
+    """The kernel for `key`; `build(module, name)` defines function `name` on a miss."""
+    kernel = _kernels.get(key)
+    if kernel is None:
+        module = new_module("kernel")
+        build(module, "kernel")
+        kernel = CompiledKernel("kernel", str(module))
+        _kernels[key] = kernel
+    return kernel
