@@ -296,6 +296,7 @@ def _arg_reduction(op: str) -> None:
         (x,) = types
         check(isinstance(axis, int) and 0 <= axis < x.rank, op, types, f"axis {axis!r} must be in [0, {x.rank})")
         check(x.shape[axis] > 0, op, types, "cannot take the arg-extremum of an empty axis")
+        check(not x.dtype.is_bool, op, types, "needs a numeric operand; cast bool with astype first")
         return [TensorType(reduced_shape(x.shape, (axis,)), DType.int32)]
 
 

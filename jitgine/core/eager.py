@@ -1,0 +1,236 @@
+"""Eager execution: run one primitive now on NumPy-owned buffers.
+
+NumPy is the storage here, never the arithmetic: elementwise ops, casts,
+reductions and copies run compiled kernels (codegen), and layout primitives
+that are free views in NumPy (reshape of contiguous data, broadcast,
+permute, slice) stay views, so a later kernel reads them through strides.
+Creation of constants and index ranges fills new storage directly.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from codegen import kernels
+from codegen.argreduce import define_arg_reduce
+from codegen.elementwise import define_fused_kernel
+from codegen.plan import contiguous_view, plan_loops
+from ir.graph import Graph, GraphBuilder
+from ir.interpret import NP_DTYPES
+from ir.ops import REGISTRY
+from ir.printer import print_graph
+from ir.types import DType, TensorType
+
+Handler = Callable[[dict[str, Any], list[np.ndarray], list[TensorType]], list[np.ndarray]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def register(*primitives: str) -> Callable[[Handler], Handler]:
+    """Declare the eager executor of `primitives` (other modules add contractions this way)."""
+
+    def wrap(handler: Handler) -> Handler:
+        for primitive in primitives:
+            HANDLERS[primitive] = handler
+        return handler
+
+    return wrap
+
+
+def numpy_dtype(dtype: DType) -> np.dtype:
+    return np.dtype(NP_DTYPES[dtype.value])
+
+
+def empty(t: TensorType) -> np.ndarray:
+    return np.empty(t.shape, numpy_dtype(t.dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def single_op_region(primitive: str, attrs: tuple, in_dtypes: tuple[DType, ...]) -> tuple[Graph, str]:
+    """A region holding one elementwise primitive on scalars (or none, for a copy)."""
+    builder = GraphBuilder("region")
+    params = [builder.input(TensorType((), d)) for d in in_dtypes]
+    if primitive == "copy":
+        graph = builder.output(*params)
+    else:
+        graph = builder.output(builder.add(primitive, params, **dict(attrs)).result)
+    return graph, print_graph(graph)
+
+
+def _view(array: np.ndarray) -> tuple[int, tuple[int, ...]]:
+    return 0, tuple(s // array.itemsize for s in array.strides)
+
+
+def _strided_ok(array: np.ndarray) -> np.ndarray:
+    """Kernels address in elements: a byte stride that is not a whole element needs a copy."""
+    if any(s % array.itemsize for s in array.strides):
+        return np.ascontiguousarray(array)
+    return array
+
+
+def run_fused(region: Graph, region_text: str, outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray],
+              reduce: str | None = None, axes: tuple[int, ...] = ()) -> None:
+    """Run `region` over the inputs' index space, writing `outputs` (which may be strided views)."""
+    inputs = [_strided_ok(a) for a in inputs]
+    shape = inputs[0].shape if inputs else outputs[0].shape
+    if reduce is None and 0 in shape:
+        return
+    if reduce is None:
+        out_views = [_view(o) for o in outputs]
+    else:
+        out_views = [contiguous_view(shape, axes)]
+    plan, meta = plan_loops(shape, out_views + [_view(a) for a in inputs],
+                            axes if reduce is not None else None, len(outputs))
+    out_dtypes = tuple(DType.parse(o.dtype.name) for o in outputs)
+    in_dtypes = tuple(DType.parse(a.dtype.name) for a in inputs)
+
+    def build(module, name):
+        define_fused_kernel(module, name, region, out_dtypes, in_dtypes, plan, reduce)
+
+    kernel = kernels.get_kernel(("fused", region_text, out_dtypes, in_dtypes, plan, reduce), build)
+    kernel([o.ctypes.data for o in outputs] + [a.ctypes.data for a in inputs], meta)
+
+
+def copy_into(target: np.ndarray, source: np.ndarray) -> None:
+    """target[...] = source (same shape; either may be strided) with a compiled copy."""
+    region, text = single_op_region("copy", (), (DType.parse(source.dtype.name),))
+    run_fused(region, text, [target], [source])
+
+
+def contiguous(array: np.ndarray) -> np.ndarray:
+    if array.flags.c_contiguous:
+        return array
+    out = np.empty(array.shape, array.dtype)
+    copy_into(out, array)
+    return out
+
+
+def execute(primitive: str, attrs: dict[str, Any], inputs: Sequence, types: list[TensorType]) -> list:
+    from ..tensor import Tensor
+
+    arrays = [t._array for t in inputs]
+    handler = HANDLERS.get(primitive)
+    if handler is None:
+        raise NotImplementedError(f"{primitive} has no eager implementation")
+    return [Tensor._wrap(a) for a in handler(attrs, arrays, types)]
+
+
+def _make_elementwise(primitive: str) -> Handler:
+    def handler(attrs, arrays, types):
+        region, text = single_op_region(primitive, tuple(sorted(attrs.items())),
+                                        tuple(DType.parse(a.dtype.name) for a in arrays))
+        out = empty(types[0])
+        run_fused(region, text, [out], arrays)
+        return [out]
+
+    return handler
+
+
+for _name, _opdef in REGISTRY.items():
+    if _opdef.elementwise:
+        HANDLERS[_name] = _make_elementwise(_name)
+
+
+@register("constant")
+def _constant(attrs, arrays, types):
+    return [np.full(types[0].shape, attrs["value"], numpy_dtype(types[0].dtype))]
+
+
+@register("iota")
+def _iota(attrs, arrays, types):
+    shape, axis = types[0].shape, attrs["axis"]
+    index = np.arange(shape[axis], dtype=numpy_dtype(types[0].dtype))
+    return [np.broadcast_to(index.reshape([-1 if d == axis else 1 for d in range(len(shape))]), shape)]
+
+
+@register("reshape")
+def _reshape(attrs, arrays, types):
+    return [contiguous(arrays[0]).reshape(types[0].shape)]
+
+
+@register("broadcast")
+def _broadcast(attrs, arrays, types):
+    return [np.broadcast_to(arrays[0], types[0].shape)]
+
+
+@register("permute")
+def _permute(attrs, arrays, types):
+    return [np.transpose(arrays[0], attrs["perm"])]
+
+
+@register("slice")
+def _slice(attrs, arrays, types):
+    index = tuple(slice(a, b, c) for a, b, c in zip(attrs["starts"], attrs["stops"], attrs["steps"]))
+    return [arrays[0][index]]
+
+
+@register("pad")
+def _pad(attrs, arrays, types):
+    out = np.full(types[0].shape, attrs["value"], numpy_dtype(types[0].dtype))
+    interior = tuple(slice(lo, lo + d) for lo, d in zip(attrs["low"], arrays[0].shape))
+    copy_into(out[interior], arrays[0])
+    return [out]
+
+
+@register("concat")
+def _concat(attrs, arrays, types):
+    out = empty(types[0])
+    axis, start = attrs["axis"] % out.ndim, 0
+    for array in arrays:
+        index = [slice(None)] * out.ndim
+        index[axis] = slice(start, start + array.shape[axis])
+        copy_into(out[tuple(index)], array)
+        start += array.shape[axis]
+    return [out]
+
+
+def _make_reduction(primitive: str) -> Handler:
+    def handler(attrs, arrays, types):
+        region, text = single_op_region("copy", (), (DType.parse(arrays[0].dtype.name),))
+        out = empty(types[0])
+        run_fused(region, text, [out], arrays, reduce=primitive, axes=attrs["axes"])
+        return [out]
+
+    return handler
+
+
+for _name in ("reduce_sum", "reduce_max", "reduce_min"):
+    HANDLERS[_name] = _make_reduction(_name)
+
+
+def _make_arg_reduce(primitive: str) -> Handler:
+    def handler(attrs, arrays, types):
+        x = _strided_ok(arrays[0])
+        axis = attrs["axis"]
+        out = empty(types[0])
+        outer = int(np.prod(x.shape[:axis]))
+        inner = int(np.prod(x.shape[axis + 1:]))
+        if out.size == 0:
+            return [out]
+        # View x as (outer, n, inner) without copying when its strides allow it.
+        try:
+            x3 = x.reshape(outer, x.shape[axis], inner) if x.flags.c_contiguous else None
+        except ValueError:
+            x3 = None
+        if x3 is None:
+            x3 = contiguous(x).reshape(outer, x.shape[axis], inner)
+        dtype = DType.parse(x.dtype.name)
+        kernel = kernels.get_kernel((primitive, dtype), lambda m, n: define_arg_reduce(m, n, dtype, primitive))
+        meta = [outer, x3.shape[1], inner, *(s // x3.itemsize for s in x3.strides)]
+        kernel([out.ctypes.data, x3.ctypes.data], meta)
+        return [out]
+
+    return handler
+
+
+HANDLERS["argmax"] = _make_arg_reduce("argmax")
+HANDLERS["argmin"] = _make_arg_reduce("argmin")
+
+
+@register("assign")
+def _assign(attrs, arrays, types):
+    target, value = arrays
+    copy_into(target, value)
+    return [target]

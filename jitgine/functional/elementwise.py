@@ -1,0 +1,167 @@
+"""Elementwise math. Broadcasting and dtype promotion happen here, explicitly,
+so the primitives below see operands of one shape and one dtype."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ir.types import DType, broadcast_shapes, promote
+
+from ..core.dispatch import apply1
+from ..tensor import Tensor, as_tensor
+
+
+def _dtype_of(t: Tensor) -> DType:
+    return t._type.dtype
+
+
+def cast(x: Tensor, dtype: DType) -> Tensor:
+    return x if _dtype_of(x) == dtype else apply1("cast", x, dtype=dtype.name)
+
+
+def broadcast_to(x: Any, shape: Any) -> Tensor:
+    """Broadcast `x` to `shape` (NumPy rules)."""
+    x = as_tensor(x)
+    shape = tuple(int(d) for d in shape)
+    if x.shape == shape:
+        return x
+    return apply1("broadcast", x, shape=shape)
+
+
+def prepare(name: str, *operands: Any, float_only: bool = False) -> list[Tensor]:
+    """Tensors of one dtype (promoted) and one shape (broadcast) for an elementwise op."""
+    like = next((o for o in operands if isinstance(o, Tensor)), None)
+    tensors = [as_tensor(o, like) for o in operands]
+    dtype = _dtype_of(tensors[0])
+    for t in tensors[1:]:
+        dtype = promote(dtype, _dtype_of(t))
+    if float_only and not dtype.is_float:
+        dtype = DType.float32
+    try:
+        shape = broadcast_shapes(*(t.shape for t in tensors))
+    except ValueError:
+        raise ValueError(
+            f"{name}: operand shapes {', '.join(str(t.shape) for t in tensors)} cannot be broadcast together"
+        ) from None
+    return [broadcast_to(cast(t, dtype), shape) for t in tensors]
+
+
+def _binary(primitive: str, name: str, a: Any, b: Any, float_only: bool = False) -> Tensor:
+    x, y = prepare(name, a, b, float_only=float_only)
+    return apply1(primitive, x, y)
+
+
+def add(x: Any, y: Any) -> Tensor: return _binary("add", "add", x, y)
+def sub(x: Any, y: Any) -> Tensor: return _binary("sub", "sub", x, y)
+def mul(x: Any, y: Any) -> Tensor: return _binary("mul", "mul", x, y)
+def maximum(x: Any, y: Any) -> Tensor: return _binary("maximum", "maximum", x, y)
+def minimum(x: Any, y: Any) -> Tensor: return _binary("minimum", "minimum", x, y)
+def mod(x: Any, y: Any) -> Tensor: return _binary("mod", "mod", x, y)
+def equal(x: Any, y: Any) -> Tensor: return _binary("eq", "equal", x, y)
+def not_equal(x: Any, y: Any) -> Tensor: return _binary("ne", "not_equal", x, y)
+def less(x: Any, y: Any) -> Tensor: return _binary("lt", "less", x, y)
+def less_equal(x: Any, y: Any) -> Tensor: return _binary("le", "less_equal", x, y)
+def greater(x: Any, y: Any) -> Tensor: return _binary("gt", "greater", x, y)
+def greater_equal(x: Any, y: Any) -> Tensor: return _binary("ge", "greater_equal", x, y)
+
+
+def true_div(x: Any, y: Any) -> Tensor:
+    """x / y; integer operands divide as float32 (as NumPy's true division)."""
+    return _binary("div", "div", x, y, float_only=True)
+
+
+div = true_div
+
+
+def floor_div(x: Any, y: Any) -> Tensor:
+    a, b = prepare("floor_div", x, y)
+    if _dtype_of(a).is_float:
+        return apply1("floor", apply1("div", a, b))
+    return apply1("div", a, b)
+
+
+def pow(x: Any, y: Any) -> Tensor:
+    return _binary("pow", "pow", x, y, float_only=True)
+
+
+def _logical(primitive: str, x: Any, y: Any) -> Tensor:
+    a, b = prepare(primitive, x, y)
+    return apply1(primitive, cast(a, DType.bool), cast(b, DType.bool))
+
+
+def logical_and(x: Any, y: Any) -> Tensor: return _logical("logical_and", x, y)
+def logical_or(x: Any, y: Any) -> Tensor: return _logical("logical_or", x, y)
+def logical_xor(x: Any, y: Any) -> Tensor: return _logical("logical_xor", x, y)
+def logical_not(x: Any) -> Tensor: return apply1("logical_not", cast(as_tensor(x), DType.bool))
+
+
+def _unary(primitive: str, x: Any, float_only: bool = False) -> Tensor:
+    x = as_tensor(x)
+    if float_only and not _dtype_of(x).is_float:
+        x = cast(x, DType.float32)
+    return apply1(primitive, x)
+
+
+def neg(x: Any) -> Tensor: return _unary("neg", x)
+def abs(x: Any) -> Tensor: return _unary("abs", x)
+def sign(x: Any) -> Tensor: return _unary("sign", x)
+def floor(x: Any) -> Tensor: return _unary("floor", x)
+def ceil(x: Any) -> Tensor: return _unary("ceil", x)
+def round(x: Any) -> Tensor: return _unary("round", x)
+def exp(x: Any) -> Tensor: return _unary("exp", x, True)
+def expm1(x: Any) -> Tensor: return _unary("expm1", x, True)
+def log(x: Any) -> Tensor: return _unary("log", x, True)
+def log1p(x: Any) -> Tensor: return _unary("log1p", x, True)
+def sqrt(x: Any) -> Tensor: return _unary("sqrt", x, True)
+def rsqrt(x: Any) -> Tensor: return _unary("rsqrt", x, True)
+def tanh(x: Any) -> Tensor: return _unary("tanh", x, True)
+def sigmoid(x: Any) -> Tensor: return _unary("logistic", x, True)
+def sin(x: Any) -> Tensor: return _unary("sin", x, True)
+def cos(x: Any) -> Tensor: return _unary("cos", x, True)
+def erf(x: Any) -> Tensor: return _unary("erf", x, True)
+
+
+def square(x: Any) -> Tensor:
+    x = as_tensor(x)
+    return apply1("mul", x, x)
+
+
+def where(mask: Any, x: Any, y: Any) -> Tensor:
+    """Elements of `x` where `mask` is true, else of `y` (broadcast together)."""
+    like = x if isinstance(x, Tensor) else y if isinstance(y, Tensor) else None
+    a, b = prepare("where", as_tensor(x, like), as_tensor(y, like))
+    condition = cast(as_tensor(mask), DType.bool)
+    try:
+        shape = broadcast_shapes(condition.shape, a.shape)
+    except ValueError:
+        raise ValueError(f"where: mask shape {condition.shape} and value shape {a.shape} cannot be broadcast") from None
+    return apply1("select", broadcast_to(condition, shape), broadcast_to(a, shape), broadcast_to(b, shape))
+
+
+def clip(x: Any, lower: Any = None, upper: Any = None) -> Tensor:
+    x = as_tensor(x)
+    if lower is not None:
+        x = maximum(x, lower)
+    if upper is not None:
+        x = minimum(x, upper)
+    return x
+
+
+def astype(x: Any, dtype: Any) -> Tensor:
+    return cast(as_tensor(x), DType.parse(np.dtype(dtype).name))
+
+
+def relu(x: Any) -> Tensor:
+    x = as_tensor(x)
+    return maximum(x, 0)
+
+
+def isnan(x: Any) -> Tensor:
+    x = as_tensor(x)
+    return not_equal(x, x)
+
+
+def isinf(x: Any) -> Tensor:
+    return equal(abs(x), float("inf"))
