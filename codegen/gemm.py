@@ -1,0 +1,298 @@
+"""Batched GEMM with fused epilogues: C[b] = epilogue(op(A[b]) @ op(B[b])).
+
+`define_gemm` emits
+
+    void name(T* A, T* B, T* C, i64 batch, i64 M, i64 N, i64 K, i64 lda, i64 ldb, i64 ldc,
+              i64 stride_a, i64 stride_b, i64 stride_c, <extra args>)
+
+BLIS-style: the batch x (M blocks x N blocks) grid of macro-tiles is split
+across threads (codegen.parallel); each macro-tile loops over K blocks,
+packs its B block (KC x NR panels) and A block (MR x KC panels) into
+malloc'ed scratch, and runs the register-blocked micro-kernel
+(codegen.gemm_kernel) over the MR x NR tiles. How M and N are cut up depends
+on the thread count, the arithmetic of every element does not (K is never
+split), so results are bit-identical for any thread count.
+
+`compile_gemm` wraps it for NumPy arrays (tests, benchmarks, the eager front end).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Callable, Sequence
+
+import numpy as np
+from llvmlite import ir
+
+from . import cache, target
+from .gemm_kernel import (
+    ELEMENT_TYPES, I1, I64, Blocking, Epilogue, EpilogueIndex, blocking_for, ceil_div, define_micro_kernel,
+    define_pack, entry_alloca, gep, imin,
+)
+from .loops import for_range
+from .parallel import define_parallel_for
+
+__all__ = ["EpilogueIndex", "define_gemm", "compile_gemm"]
+
+I8P = ir.IntType(8).as_pointer()
+# Below this many multiply-adds a problem runs on the calling thread: waking
+# the OpenMP team costs a few microseconds, about a 64^3 product on one core.
+PARALLEL_MIN_FMAS = 1 << 18
+
+# ctx struct fields (after them come the extra args)
+_A, _B, _C, _BATCH, _M, _N, _K, _LDA, _LDB, _LDC, _SA, _SB, _SC, _MC, _NCB, _MB, _NB = range(17)
+_CTX_FIELDS = 17
+
+
+def _declare(module: ir.Module, name: str, ret: ir.Type, args: Sequence[ir.Type]) -> ir.Function:
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    return ir.Function(module, ir.FunctionType(ret, list(args)), name)
+
+
+def _scratch(b: ir.IRBuilder, blk: Blocking, elements: ir.Value) -> ir.Value:
+    """64-byte aligned malloc'ed buffer of `elements` (at least one cache line)."""
+    aligned_alloc = _declare(b.module, "aligned_alloc", I8P, [I64, I64])
+    size = b.mul(elements, I64(blk.element_bytes))
+    size = b.and_(b.add(size, I64(127)), I64(-64))  # round up, one spare line
+    raw = b.call(aligned_alloc, [I64(64), size])
+    return b.bitcast(raw, blk.element.as_pointer())
+
+
+def _free(b: ir.IRBuilder, pointer: ir.Value) -> None:
+    free = _declare(b.module, "free", ir.VoidType(), [I8P])
+    b.call(free, [b.bitcast(pointer, I8P)])
+
+
+def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, trans_b: bool,
+                 ctx_type: ir.LiteralStructType, extra_types: Sequence[ir.Type],
+                 epilogue: Epilogue | None, static_shape: tuple[int, int, int, int] | None) -> ir.Function:
+    """`void body(ctx, begin, end)`: macro-tiles [begin, end) of the batch x M x N grid."""
+    kernels = [define_micro_kernel(module, f"{name}.micro{rows}", blk, rows, True, True, extra_types, epilogue)
+               for rows in range(1, blk.mr + 1)]
+    pack_a = define_pack(module, f"{name}.pack_a", blk, "A", along_k_contiguous=not trans_a)
+    pack_b = define_pack(module, f"{name}.pack_b", blk, "B", along_k_contiguous=trans_b)
+
+    body = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P, I64, I64]), name + ".body")
+    body.linkage = "internal"
+    b = ir.IRBuilder(body.append_basic_block("entry"))
+    ctx = b.bitcast(body.args[0], ctx_type.as_pointer())
+    fields = [b.load(b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(i)])) for i in range(len(ctx_type.elements))]
+    A, B, C, batch, M, N, K, lda, ldb, ldc, sa, sb, sc, mc, ncb, mb, nb = fields[:_CTX_FIELDS]
+    extras = fields[_CTX_FIELDS:]
+    if static_shape is not None:
+        batch, M, N, K = (I64(v) for v in static_shape)
+    begin, end = body.args[1], body.args[2]
+
+    # K blocks of (almost) equal length, at most KC: depends on K only.
+    k_blocks = b.select(b.icmp_signed(">", K, I64(0)), ceil_div(b, K, blk.kc), I64(1))
+    kc = ceil_div(b, K, k_blocks)
+    a_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, mc, blk.mr), I64(blk.mr)), kc))
+    b_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, ncb, blk.nr), I64(blk.nr)), kc))
+
+    tiles_per_batch = b.mul(mb, nb)
+    with for_range(b, begin, end, name="task") as task:
+        bi = b.sdiv(task, tiles_per_batch)
+        rest = b.srem(task, tiles_per_batch)
+        i0 = b.mul(b.sdiv(rest, nb), mc)
+        j0 = b.mul(b.srem(rest, nb), ncb)
+        m_cur = imin(b, mc, b.sub(M, i0))
+        n_cur = imin(b, ncb, b.sub(N, j0))
+        a_base = gep(b, A, b.mul(bi, sa))
+        b_base = gep(b, B, b.mul(bi, sb))
+        c_base = gep(b, C, b.mul(bi, sc), b.mul(i0, ldc), j0)
+        with for_range(b, I64(0), k_blocks, name="kb") as kb:
+            k0 = b.mul(kb, kc)
+            k_cur = imin(b, kc, b.sub(K, k0))
+            first = b.icmp_signed("==", kb, I64(0))
+            last = b.icmp_signed("==", kb, b.sub(k_blocks, I64(1)))
+            b_src = gep(b, b_base, b.mul(j0, ldb), k0) if trans_b else gep(b, b_base, b.mul(k0, ldb), j0)
+            a_src = gep(b, a_base, b.mul(k0, lda), i0) if trans_a else gep(b, a_base, b.mul(i0, lda), k0)
+            b.call(pack_b, [b_src, ldb, k_cur, n_cur, b_buffer])
+            b.call(pack_a, [a_src, lda, k_cur, m_cur, a_buffer])
+            with for_range(b, I64(0), n_cur, blk.nr, name="jr") as jr:
+                cols = imin(b, I64(blk.nr), b.sub(n_cur, jr))
+                b_panel = gep(b, b_buffer, b.mul(jr, k_cur))
+                with for_range(b, I64(0), m_cur, blk.mr, name="ir") as ir_:
+                    rows = imin(b, I64(blk.mr), b.sub(m_cur, ir_))
+                    a_panel = gep(b, a_buffer, b.mul(ir_, k_cur))
+                    args = [a_panel, I64(1), I64(blk.mr), b_panel, I64(blk.nr), k_cur,
+                            gep(b, c_base, b.mul(ir_, ldc), jr), ldc, cols, first, last,
+                            bi, b.add(i0, ir_), b.add(j0, jr), *extras]
+                    _call_by_rows(b, kernels, rows, args)
+    _free(b, a_buffer)
+    _free(b, b_buffer)
+    b.ret_void()
+    return body
+
+
+def _call_by_rows(b: ir.IRBuilder, kernels: list[ir.Function], rows: ir.Value, args: list[ir.Value]) -> None:
+    """Call kernels[rows - 1]: the full-height kernel is the common case."""
+    done = b.append_basic_block("rows.done")
+    full = b.append_basic_block("rows.full")
+    switch = b.switch(rows, full)
+    for count, kernel in enumerate(kernels[:-1], start=1):
+        case = b.append_basic_block(f"rows.{count}")
+        switch.add_case(I64(count), case)
+        b.position_at_end(case)
+        b.call(kernel, args)
+        b.branch(done)
+    b.position_at_end(full)
+    b.call(kernels[-1], args)
+    b.branch(done)
+    b.position_at_end(done)
+
+
+def define_gemm(module: ir.Module, name: str, dtype: str, trans_a: bool, trans_b: bool,
+                extra_arg_types: Sequence[ir.Type] = (),
+                epilogue: Epilogue | None = None,
+                static_shape: tuple[int, int, int, int] | None = None) -> ir.Function:
+    """Define the batched GEMM `name` in `module` (signature in the module doc).
+
+    `epilogue(builder, value, index, extra_args)` maps each output value (a
+    vector of `index.lanes` columns or a scalar) to what is stored, once per
+    element after the whole K reduction. `static_shape` = (batch, M, N, K)
+    bakes the sizes in; the signature stays the same and the size arguments
+    are ignored.
+    """
+    if dtype not in ELEMENT_TYPES:
+        raise ValueError(f"define_gemm: dtype must be 'float32' or 'float64', got {dtype!r}")
+    if static_shape is not None and (len(static_shape) != 4 or min(static_shape) < 0):
+        raise ValueError(f"define_gemm: static_shape must be (batch, M, N, K) >= 0, got {static_shape!r}")
+    blk = blocking_for(dtype)
+    P = blk.element.as_pointer()
+    extra_arg_types = list(extra_arg_types)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P, P, P] + [I64] * 10 + extra_arg_types), name)
+    fn.attributes.add("nounwind")
+    ctx_type = ir.LiteralStructType([P, P, P] + [I64] * 14 + extra_arg_types)
+    body = _define_body(module, name, blk, trans_a, trans_b, ctx_type, extra_arg_types, epilogue, static_shape)
+    driver = define_parallel_for(module, body)
+
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args = list(fn.args)
+    if static_shape is not None:
+        args[3:7] = [I64(v) for v in static_shape]
+    batch, M, N, K = args[3:7]
+    empty = b.or_(b.icmp_signed("<=", batch, I64(0)),
+                  b.or_(b.icmp_signed("<=", M, I64(0)), b.icmp_signed("<=", N, I64(0))))
+    with b.if_then(empty):
+        b.ret_void()
+
+    max_threads = _declare(module, "omp_get_max_threads", ir.IntType(32), [])
+    fmas = b.mul(b.mul(batch, M), b.mul(N, K))
+    threads = b.select(b.icmp_signed(">=", fmas, I64(PARALLEL_MIN_FMAS)),
+                       b.sext(b.call(max_threads, []), I64), I64(1))
+    mb, nb, mc, ncb = _split(b, blk, batch, M, N, threads)
+
+    ctx = entry_alloca(b, ctx_type, "ctx")
+    values = args[:13] + [mc, ncb, mb, nb] + args[13:]
+    for i, value in enumerate(values):
+        b.store(value, b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(i)]))
+    tasks = b.mul(batch, b.mul(mb, nb))
+    grain = b.select(b.icmp_signed(">", threads, I64(1)), I64(1), tasks)
+    b.call(driver, [b.bitcast(ctx, I8P), tasks, grain])
+    b.ret_void()
+    return fn
+
+
+def _split(b: ir.IRBuilder, blk: Blocking, batch: ir.Value, M: ir.Value, N: ir.Value,
+           threads: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value]:
+    """Macro-tile grid (mb x nb blocks of mc x ncb): cache-sized blocks, enough
+    tasks for every thread, and balanced when batch x N blocks cannot fill them."""
+    mb = ceil_div(b, M, blk.mc)
+    nb = ceil_div(b, N, blk.nc)
+    max_mb = ceil_div(b, M, blk.mr)
+    max_nb = ceil_div(b, N, blk.nr)
+    outer = b.mul(batch, nb)
+    # Too few tasks: cut M finer (then N) until every thread has one.
+    want_mb = imin(b, max_mb, ceil_div(b, threads, outer))
+    mb = b.select(b.icmp_signed("<", mb, want_mb), want_mb, mb)
+    # One batch x N-block row of tasks: make the M count a multiple of the threads.
+    rounded = b.mul(ceil_div(b, mb, threads), threads)
+    mb = b.select(b.and_(b.icmp_signed("<", outer, threads), b.icmp_signed("<=", rounded, max_mb)), rounded, mb)
+    want_nb = imin(b, max_nb, ceil_div(b, threads, b.mul(batch, mb)))
+    nb = b.select(b.icmp_signed("<", nb, want_nb), want_nb, nb)
+    mc = b.mul(ceil_div(b, ceil_div(b, M, mb), blk.mr), I64(blk.mr))
+    ncb = b.mul(ceil_div(b, ceil_div(b, N, nb), blk.nr), I64(blk.nr))
+    return ceil_div(b, M, mc), ceil_div(b, N, ncb), mc, ncb
+
+
+# ----------------------------------------------------------------------------- NumPy convenience
+
+_GEMM_ARGTYPES = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 10
+_compiled: dict[tuple[str, bool, bool], tuple[target.LoadedObject, Callable]] = {}
+_compile_lock = threading.Lock()
+
+
+def _native_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable:
+    key = (dtype, trans_a, trans_b)
+    with _compile_lock:
+        if key not in _compiled:
+            module = ir.Module(name=f"gemm_{dtype}_{int(trans_a)}{int(trans_b)}")
+            module.triple = target.host().triple
+            define_gemm(module, "gemm", dtype, trans_a, trans_b)
+            loaded = target.LoadedObject(cache.cached_object(str(module), target.object_code))
+            function = ctypes.CFUNCTYPE(None, *_GEMM_ARGTYPES)(loaded.address("gemm"))
+            _compiled[key] = (loaded, function)
+        return _compiled[key][1]
+
+
+def _as_operand(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`x` with unit element stride along its last axis and non-negative, element-aligned strides."""
+    item = dtype.itemsize
+    if x.strides[-1] != item or any(s < 0 or s % item for s in x.strides):
+        x = np.ascontiguousarray(x)
+    return x
+
+
+def compile_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable[..., np.ndarray]:
+    """`gemm(A, B, out=None)` = op(A) @ op(B) for 2-D, or batched 3-D operands
+    (a batch of 1 broadcasts), compiled once per (dtype, trans_a, trans_b).
+
+    op(A) is A.T (the last two axes swapped) when `trans_a`, likewise B.
+    """
+    if dtype not in ELEMENT_TYPES:
+        raise ValueError(f"compile_gemm: dtype must be 'float32' or 'float64', got {dtype!r}")
+    np_dtype = np.dtype(dtype)
+    function = _native_gemm(dtype, bool(trans_a), bool(trans_b))
+
+    def gemm(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        A, B = np.asarray(A), np.asarray(B)
+        if A.dtype != np_dtype or B.dtype != np_dtype:
+            raise TypeError(f"gemm({dtype}): A and B must be {dtype}, got {A.dtype} and {B.dtype}; "
+                            f"convert with .astype(np.{dtype})")
+        if A.ndim not in (2, 3) or B.ndim not in (2, 3):
+            raise ValueError(f"gemm: A and B must be 2-D or 3-D (batch, rows, cols), got shapes "
+                             f"{A.shape} and {B.shape}")
+        M, K = (A.shape[-1], A.shape[-2]) if trans_a else (A.shape[-2], A.shape[-1])
+        K_b, N = (B.shape[-1], B.shape[-2]) if trans_b else (B.shape[-2], B.shape[-1])
+        batch_a = A.shape[0] if A.ndim == 3 else 1
+        batch_b = B.shape[0] if B.ndim == 3 else 1
+        if K != K_b or (batch_a != batch_b and 1 not in (batch_a, batch_b)):
+            raise ValueError(f"gemm(trans_a={trans_a}, trans_b={trans_b}): shapes {A.shape} and {B.shape} "
+                             f"do not match: op(A) is {M}x{K}, op(B) is {K_b}x{N}"
+                             + (f", batches {batch_a} and {batch_b}" if batch_a != batch_b else ""))
+        batch = max(batch_a, batch_b)
+        shape = (batch, M, N) if A.ndim == 3 or B.ndim == 3 else (M, N)
+        if out is None:
+            out = np.empty(shape, np_dtype)
+        elif out.shape != shape or out.dtype != np_dtype:
+            raise ValueError(f"gemm: out must be {dtype} of shape {shape}, got {out.dtype} {out.shape}")
+        elif out.strides[-1] != np_dtype.itemsize or any(s < 0 or s % np_dtype.itemsize for s in out.strides):
+            raise ValueError(f"gemm: out must have unit stride along its last axis, got strides {out.strides}")
+        if out.size == 0:
+            return out
+        A, B = _as_operand(A, np_dtype), _as_operand(B, np_dtype)
+        item = np_dtype.itemsize
+
+        def batch_stride(x: np.ndarray, count: int) -> int:
+            return x.strides[0] // item if x.ndim == 3 and count > 1 else 0
+
+        function(A.ctypes.data, B.ctypes.data, out.ctypes.data, batch, M, N, K,
+                 A.strides[-2] // item, B.strides[-2] // item, out.strides[-2] // item,
+                 batch_stride(A, batch_a), batch_stride(B, batch_b), batch_stride(out, batch))
+        return out
+
+    return gemm
