@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .graph import Graph, Node, Value
-from .ops import REDUCTIONS, view_of
+from .ops import REDUCTIONS
 
 NP_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
@@ -105,7 +105,7 @@ def evaluate_node(node: Node, args: Sequence[np.ndarray]) -> list[np.ndarray]:
             result = (np.argmax if op == "argmax" else np.argmin)(args[0], axis=attrs["axis"])
         elif op in ("fused", "fused_reduce"):
             shape = attrs["shape"]
-            views = [strided_view(a, view_of(attrs["views"], i), shape) for i, a in enumerate(args)]
+            views = [strided_view(a, attrs["views"][i], shape) for i, a in enumerate(args)]
             outputs = run(node.region, views)
             if op == "fused":
                 return [np.ascontiguousarray(np.broadcast_to(o, shape), dtype=d) for o, d in zip(outputs, out_dtypes)]
