@@ -357,3 +357,4 @@ def _assign(types):
 
 def is_elementwise(op: str) -> bool:
     return REGISTRY[op].elementwise
+from . import ops_nn  # noqa: E402,F401  (contractions register themselves)

@@ -11,3 +11,7 @@ from .shape import (
     arange, concat, detach, expand_dims, flatten, full, full_like, ones, ones_like, pad, reshape,
     split, squeeze, stack, transpose, zeros, zeros_like,
 )
+from . import nn  # noqa: E402  (F.nn: MegEngine's alias module)
+from .nn import (  # noqa: E402
+    gelu, hsigmoid, leaky_relu, linear, log_softmax, logsumexp, matmul, one_hot, relu6, silu, softmax, softplus,
+)

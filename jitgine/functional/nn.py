@@ -1,0 +1,154 @@
+"""Neural-network functional ops (MegEngine's `F.nn`): contractions and composites.
+
+Everything but `matmul` is a composite of primitives through F ops, so it is
+traced, differentiated and fused like any user code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ir.types import DType, promote
+
+from ..core.dispatch import apply1
+from ..tensor import Tensor, as_tensor
+from .elementwise import (
+    abs, add, cast, equal, erf, exp, log, log1p, maximum, minimum, mul, relu, sigmoid, sub, tanh, true_div,
+    where,
+)
+from .reduction import max, sum
+from .shape import arange, reshape, squeeze, expand_dims
+
+__all__ = [
+    "matmul", "linear", "softmax", "log_softmax", "logsumexp", "gelu", "silu", "softplus", "leaky_relu",
+    "relu6", "hsigmoid", "one_hot", "relu", "sigmoid", "tanh",
+]
+
+
+def matmul(a: Any, b: Any, transpose_a: bool = False, transpose_b: bool = False) -> Tensor:
+    """op(a) @ op(b) with NumPy batch broadcasting; 1-D operands act as NumPy's matmul.
+
+    A 1-D `a` is a row vector (its dim is removed from the result), a 1-D `b` a
+    column vector; transpose flags apply to operands of 2 or more dims. Integer
+    operands compute in float32, mixed floats in the wider dtype.
+    """
+    a, b = as_tensor(a), as_tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dim, got shapes {a.shape} and {b.shape}; "
+                         "use F.mul for scalars")
+    dtype = promote(a._type.dtype, b._type.dtype)
+    if not dtype.is_float:
+        dtype = DType.float32
+    a, b = cast(a, dtype), cast(b, dtype)
+    vector_a, vector_b = a.ndim == 1, b.ndim == 1
+    if vector_a:
+        a, transpose_a = reshape(a, (1, a.shape[0])), False
+    if vector_b:
+        b, transpose_b = reshape(b, (b.shape[0], 1)), False
+    out = apply1("matmul", a, b, transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+    if vector_a and vector_b:
+        return reshape(out, ())
+    if vector_a:
+        return squeeze(out, out.ndim - 2)
+    if vector_b:
+        return squeeze(out, out.ndim - 1)
+    return out
+
+
+def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
+    """x @ weight.T + bias, with `weight` of shape (out_features, in_features) as MegEngine/PyTorch."""
+    out = matmul(x, weight, transpose_b=True)
+    return out if bias is None else add(out, bias)
+
+
+def _axis(name: str, x: Tensor, axis: int) -> int:
+    if not isinstance(axis, int) or not -x.ndim <= axis < max_(x.ndim, 1):
+        raise ValueError(f"{name}: axis {axis} is out of range for a tensor of shape {x.shape}")
+    return axis % x.ndim if x.ndim else 0
+
+
+def max_(a: int, b: int) -> int:
+    return a if a > b else b
+
+
+def _float(x: Any) -> Tensor:
+    x = as_tensor(x)
+    return x if x._type.dtype.is_float else cast(x, DType.float32)
+
+
+def softmax(x: Any, axis: int = -1) -> Tensor:
+    """exp(x - max) / sum(exp(x - max)) along `axis` (max detached: it only shifts for stability)."""
+    x = _float(x)
+    axis = _axis("softmax", x, axis)
+    e = exp(sub(x, max(x, axis, keepdims=True).detach()))
+    return true_div(e, sum(e, axis, keepdims=True))
+
+
+def logsumexp(x: Any, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """log(sum(exp(x))) along `axis`, computed stably around the (detached) max."""
+    x = _float(x)
+    axis = _axis("logsumexp", x, axis)
+    m = max(x, axis, keepdims=True).detach()
+    out = add(log(sum(exp(sub(x, m)), axis, keepdims=True)), m)
+    return out if keepdims else squeeze(out, axis)
+
+
+def log_softmax(x: Any, axis: int = -1) -> Tensor:
+    """x - max - log(sum(exp(x - max))) along `axis`, with max detached."""
+    x = _float(x)
+    axis = _axis("log_softmax", x, axis)
+    shifted = sub(x, max(x, axis, keepdims=True).detach())
+    return sub(shifted, log(sum(exp(shifted), axis, keepdims=True)))
+
+
+def gelu(x: Any) -> Tensor:
+    """x * Phi(x) in the exact erf form: 0.5 * x * (1 + erf(x / sqrt(2)))."""
+    x = _float(x)
+    return mul(mul(x, 0.5), add(erf(mul(x, 1.0 / math.sqrt(2.0))), 1.0))
+
+
+def silu(x: Any) -> Tensor:
+    """x * sigmoid(x)."""
+    x = _float(x)
+    return mul(x, sigmoid(x))
+
+
+def softplus(x: Any) -> Tensor:
+    """log(1 + exp(x)) computed stably as relu(x) + log1p(exp(-|x|))."""
+    x = _float(x)
+    return add(relu(x), log1p(exp(-abs(x))))
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, else negative_slope * x."""
+    x = _float(x)
+    return where(x > 0, x, mul(x, negative_slope))
+
+
+def relu6(x: Any) -> Tensor:
+    """min(max(x, 0), 6)."""
+    return minimum(relu(x), 6)
+
+
+def hsigmoid(x: Any) -> Tensor:
+    """relu6(x + 3) / 6, as MegEngine."""
+    return true_div(relu6(add(x, 3)), 6)
+
+
+def one_hot(inp: Any, num_classes: int) -> Tensor:
+    """int32 one-hot encoding along a new last axis: (inp[..., None] == arange(num_classes))."""
+    inp = as_tensor(inp)
+    if not inp._type.dtype.is_int:
+        raise TypeError(f"one_hot: labels must be an integer tensor, got {inp.dtype}; cast with astype('int32')")
+    classes = arange(num_classes, dtype=inp.dtype)
+    return cast(equal(expand_dims(inp, inp.ndim), classes), DType.int32)
+
+
+def __getattr__(name: str) -> Any:
+    # F.nn mirrors MegEngine: every F op is reachable as F.nn.<op> too.
+    from .. import functional
+
+    if name != "__path__" and hasattr(functional, name):
+        return getattr(functional, name)
+    raise AttributeError(f"module 'jitgine.functional.nn' has no attribute {name!r}")
