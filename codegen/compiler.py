@@ -327,3 +327,5 @@ def compile_graph(graph: Graph) -> CompiledGraph:
 
 
 __all__ = ["compile_graph", "CompiledGraph", "LOWERINGS", "lowering", "KERNEL_TYPE"]
+
+from . import lower_nn  # noqa: E402,F401  (contraction lowerings register themselves)

@@ -14,7 +14,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .graph import Graph, Node, Value
-from .ops import REDUCTIONS
 
 NP_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
@@ -133,4 +132,4 @@ def run(graph: Graph, args: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [env[v] for v in graph.outputs]
 
 
-__all__ = ["run", "evaluate_node", "EXTRA", "NP_DTYPES", "REDUCTIONS"]
+__all__ = ["run", "evaluate_node", "EXTRA", "NP_DTYPES"]

@@ -1,0 +1,255 @@
+"""`@trace`: record a function once into one IR graph, compile it, then run
+it as one native call per invocation.
+
+Recording: while the function runs under a `Tracer`, `apply()` adds nodes to
+a graph instead of computing. Arguments become graph inputs; any eager
+tensor the function touches (parameters, optimizer slots, BatchNorm
+statistics, gradients) is captured as a further input, bound to that
+tensor's current storage at every call. `Tensor._reset(value)` (how
+optimizers and BatchNorm update state) becomes an `assign` at the end of the
+graph, which writes the new value into the state tensor's own buffer.
+
+A call whose signature (argument shapes and dtypes, Python scalar values,
+module train/eval state) has not been seen is traced and compiled anew; the
+reason is logged and counted in `retraces`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from codegen.compiler import CompiledGraph, compile_graph
+from ir.graph import GraphBuilder, Value
+from ir.interpret import NP_DTYPES
+from ir.passes import PassManager
+from ir.types import TensorType
+
+from ..core import dispatch, modes
+from ..tensor import Tensor
+
+log = logging.getLogger("jitgine.jit")
+
+PIPELINE = ["simplify", "constant_fold", "cse", "dce", "fuse_elementwise", "dce"]
+
+
+class TraceError(RuntimeError):
+    """A traced function did something a compiled graph cannot reproduce."""
+
+
+def _symbolic(value: Value) -> Tensor:
+    tensor = Tensor._wrap(None)
+    tensor._symbol = value
+    return tensor
+
+
+class Tracer:
+    """Receives every `apply()` while a function is being recorded."""
+
+    def __init__(self, name: str):
+        self.builder = GraphBuilder(name)
+        self.captured: dict[int, tuple[Tensor, Value]] = {}  # id(tensor) -> (tensor, graph input)
+        self.current: dict[int, Value] = {}  # latest value of a state tensor after _reset
+        self.updates: dict[int, tuple[Tensor, Value]] = {}
+        self.argument_inputs: list[Value] = []
+        self.primitives = 0
+
+    def value_of(self, tensor: Tensor) -> Value:
+        key = id(tensor)
+        if key in self.current:
+            return self.current[key]
+        if tensor._symbol is not None:
+            return tensor._symbol
+        if key not in self.captured:
+            value = self.builder.input(tensor._type)
+            self.captured[key] = (tensor, value)
+        return self.captured[key][1]
+
+    def apply(self, primitive: str, attrs: dict[str, Any], inputs: Sequence[Tensor],
+              types: list[TensorType]) -> list[Tensor]:
+        self.primitives += 1
+        node = self.builder.add(primitive, [self.value_of(t) for t in inputs], **attrs)
+        return [_symbolic(r) for r in node.results]
+
+    def reset(self, tensor: Tensor, value: Tensor) -> None:
+        new = self.value_of(value)
+        self.value_of(tensor)  # make sure the state tensor is an input
+        self.current[id(tensor)] = new
+        self.updates[id(tensor)] = (tensor, new)
+
+    def value_error(self, what: str) -> TraceError:
+        return TraceError(
+            f"{what} inside a traced function: a traced step cannot read tensor values, because the "
+            "compiled graph replays the same operations every call. Return the tensor from the "
+            "function and read it outside, or use F.where instead of Python control flow."
+        )
+
+
+@dataclass
+class Executable:
+    """One compiled signature of a traced function."""
+
+    compiled: CompiledGraph
+    n_args: int
+    captured: list[Tensor]
+    updated: list[Tensor]  # state tensors written in place by assign
+    output_count: int
+    grads: list[Tensor]  # captured tensors whose .grad is a graph output
+    structure: Callable[[list[Tensor]], Any]
+    primitives: int
+    stages: dict = field(default_factory=dict)
+
+    def run(self, args: list[np.ndarray]) -> Any:
+        inputs = list(args)
+        for tensor in self.captured:
+            array = tensor._array
+            if not (array.flags.c_contiguous and array.flags.writeable and array.base is None):
+                # State is updated in place: it must own contiguous, writable storage.
+                array = np.array(array, copy=True)
+                tensor._array = array
+            inputs.append(array)
+        outputs = [np.empty(v.shape, NP_DTYPES[v.dtype.value]) for v in self.compiled.graph.outputs]
+        self.compiled.run_into(inputs, outputs)
+        results = [Tensor._wrap(a) for a in outputs[:self.output_count]]
+        for tensor, array in zip(self.grads, outputs[self.output_count:]):
+            tensor.grad = Tensor._wrap(array)
+        return self.structure(results)
+
+
+def _flatten(result: Any) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
+    """The tensors in a (nested) tuple/list/dict result, and how to rebuild it."""
+    if isinstance(result, Tensor):
+        return [result], lambda ts: ts[0]
+    if result is None:
+        return [], lambda ts: None
+    if isinstance(result, (tuple, list)):
+        parts = [_flatten(r) for r in result]
+        counts = [len(p[0]) for p in parts]
+
+        def rebuild(ts):
+            out, start = [], 0
+            for (_, build), count in zip(parts, counts):
+                out.append(build(ts[start:start + count]))
+                start += count
+            return type(result)(out)
+
+        return [t for p in parts for t in p[0]], rebuild
+    if isinstance(result, dict):
+        keys = list(result)
+        flat, build = _flatten([result[k] for k in keys])
+        return flat, lambda ts: dict(zip(keys, build(ts)))
+    raise TraceError(f"a traced function may return tensors, tuples, lists and dicts of them; got {type(result)}")
+
+
+class trace:
+    """Compile a function (e.g. a whole training step) into one native call.
+
+    Use as `@trace` or `@trace(symbolic=True)`. Tensor and NumPy arguments
+    are graph inputs; Python scalars are part of the signature.
+    """
+
+    def __init__(self, function: Callable | None = None, *, symbolic: bool = True,
+                 capture_as_const: bool = False):
+        self.symbolic = symbolic
+        self.capture_as_const = capture_as_const
+        self.executables: dict[tuple, Executable] = {}
+        self.retraces = 0
+        self.compile_seconds = 0.0
+        self.last: Executable | None = None
+        self._function = function
+        if function is not None:
+            functools.update_wrapper(self, function)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._function is None:  # @trace(...) with arguments: the first call receives the function
+            self._function = args[0]
+            functools.update_wrapper(self, self._function)
+            return self
+        if dispatch.tracer is not None:
+            raise TraceError("calling a traced function inside another traced function is not supported")
+        arrays, signature = self._signature(args, kwargs)
+        executable = self.executables.get(signature)
+        if executable is None:
+            reason = "first call" if not self.executables else self._why(signature)
+            executable = self._trace(args, kwargs, arrays)
+            self.executables[signature] = executable
+            if len(self.executables) > 1:
+                self.retraces += 1
+            log.info("trace %s: compiled (%s) in %.3f s, %d primitives -> %d kernels",
+                     self.__name__, reason, executable.compiled.compile_seconds, executable.primitives,
+                     len(executable.compiled.kernel_names))
+        self.last = executable
+        return executable.run(arrays)
+
+    def _signature(self, args: tuple, kwargs: dict) -> tuple[list[np.ndarray], tuple]:
+        arrays, key = [], []
+        for arg in list(args) + [kwargs[k] for k in sorted(kwargs)]:
+            if isinstance(arg, Tensor):
+                arg = arg._data("passing a traced tensor to a traced function")
+            if isinstance(arg, np.ndarray):
+                array = np.ascontiguousarray(Tensor(arg)._array)
+                arrays.append(array)
+                key.append(("array", array.shape, array.dtype.str))
+            elif isinstance(arg, (bool, int, float, str, type(None))):
+                key.append(("scalar", arg))
+            else:
+                raise TraceError(f"traced functions take tensors, arrays and Python scalars; got {type(arg)}")
+        key.append(("modules", modes.training_state_version))
+        key.append(("kwargs", tuple(sorted(kwargs))))
+        return arrays, tuple(key)
+
+    def _why(self, signature: tuple) -> str:
+        previous = list(self.executables)[-1]
+        for i, (old, new) in enumerate(zip(previous, signature)):
+            if old != new:
+                return f"argument {i} changed from {old[1:]} to {new[1:]}"
+        return "new signature"
+
+    def _trace(self, args: tuple, kwargs: dict, arrays: list[np.ndarray]) -> Executable:
+        start = time.perf_counter()
+        tracer = Tracer(getattr(self._function, "__name__", "traced"))
+        symbolic_args, position = [], 0
+        for arg in args:
+            if isinstance(arg, (Tensor, np.ndarray)):
+                value = tracer.builder.input(Tensor._wrap(arrays[position])._type)
+                tracer.argument_inputs.append(value)
+                symbolic_args.append(_symbolic(value))
+                position += 1
+            else:
+                symbolic_args.append(arg)
+        symbolic_kwargs = {}
+        for k in sorted(kwargs):
+            if isinstance(kwargs[k], (Tensor, np.ndarray)):
+                value = tracer.builder.input(Tensor._wrap(arrays[position])._type)
+                symbolic_kwargs[k] = _symbolic(value)
+                position += 1
+            else:
+                symbolic_kwargs[k] = kwargs[k]
+        dispatch.tracer = tracer
+        try:
+            result = self._function(*symbolic_args, **symbolic_kwargs)
+        finally:
+            dispatch.tracer = None
+        flat, structure = _flatten(result)
+        builder = tracer.builder
+        outputs = [tracer.value_of(t) for t in flat]
+        captured = [t for t, _ in tracer.captured.values()]
+        grads = [t for t in captured if t.grad is not None and t.grad._symbol is not None]
+        outputs += [t.grad._symbol for t in grads]
+        for tensor, new_value in tracer.updates.values():
+            builder.add("assign", [tracer.captured[id(tensor)][1], new_value])
+        graph = builder.output(*outputs)
+        for tensor in captured:
+            if tensor.grad is not None and tensor.grad._symbol is not None:
+                tensor.grad = None  # set again from the graph's outputs after every run
+        passes = PassManager(PIPELINE)
+        optimized = passes.run(graph)
+        compiled = compile_graph(optimized)
+        self.compile_seconds += time.perf_counter() - start
+        return Executable(compiled, len(arrays), captured, [t for t, _ in tracer.updates.values()],
+                          len(flat), grads, structure, tracer.primitives, passes.stages)
