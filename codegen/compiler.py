@@ -224,7 +224,7 @@ class CompiledGraph:
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
         if len(inputs) != self.n_inputs:
-            raise ValueError(f"{self.graph.name} takes {len(inputs)} inputs, got {self.n_inputs}")
+            raise ValueError(f"{self.graph.name} takes {self.n_inputs} inputs, got {len(inputs)}")
         arrays = []
         for value, array in zip(self.graph.inputs, inputs):
             want = np.dtype(NP_DTYPES[value.dtype.value])

@@ -169,11 +169,17 @@ def _load_runtime_libraries() -> None:
     _runtime_libraries_loaded = True
 
 
+_loaded: list["LoadedObject"] = []
+
+
 class LoadedObject:
     """Machine code loaded into this process; symbols resolve to addresses.
 
-    The engine is kept alive as long as this object, so function pointers
-    taken from it stay valid for its lifetime.
+    Loaded code is never unloaded: MCJIT takes over the object file's memory,
+    and tearing an engine down while llvmlite still owns that object corrupts
+    the heap. Kernels are small and compiled once per process, so keeping
+    every engine (in `_loaded`) costs little and keeps every function pointer
+    valid for the life of the process.
     """
 
     def __init__(self, obj: bytes):
@@ -182,9 +188,11 @@ class LoadedObject:
         empty = llvm.parse_assembly("")
         empty.triple = host().triple
         self._engine = llvm.create_mcjit_compiler(empty, target_machine())
-        self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self._object_file = llvm.ObjectFileRef.from_data(obj)
+        self._engine.add_object_file(self._object_file)
         self._engine.finalize_object()
         self._engine.run_static_constructors()
+        _loaded.append(self)
 
     def address(self, symbol: str) -> int:
         address = self._engine.get_function_address(symbol)
