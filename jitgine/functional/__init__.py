@@ -15,3 +15,4 @@ from . import nn  # noqa: E402  (F.nn: MegEngine's alias module)
 from .nn import (  # noqa: E402
     gelu, hsigmoid, leaky_relu, linear, log_softmax, logsumexp, matmul, one_hot, relu6, silu, softmax, softplus,
 )
+from . import loss  # noqa: E402  (F.loss)

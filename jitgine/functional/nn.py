@@ -146,9 +146,11 @@ def one_hot(inp: Any, num_classes: int) -> Tensor:
 
 
 def __getattr__(name: str) -> Any:
-    # F.nn mirrors MegEngine: every F op is reachable as F.nn.<op> too.
+    # F.nn mirrors MegEngine: every F op and loss is reachable as F.nn.<op> too.
     from .. import functional
+    from . import loss
 
-    if name != "__path__" and hasattr(functional, name):
-        return getattr(functional, name)
+    for home in (functional, loss):
+        if name != "__path__" and name in vars(home):
+            return vars(home)[name]
     raise AttributeError(f"module 'jitgine.functional.nn' has no attribute {name!r}")
