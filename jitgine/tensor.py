@@ -330,9 +330,18 @@ def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
     """`value` as a Tensor. Python scalars take `like`'s dtype when it is compatible (weak typing)."""
     if isinstance(value, Tensor):
         return value
-    if like is not None and isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
-        kind = like.dtype.kind
-        if isinstance(value, bool) or (isinstance(value, int) and kind in "fiu") or (isinstance(value, float) and kind == "f"):
-            return Tensor._wrap(np.asarray(value, dtype=like.dtype))
+    if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+        # A Python number is a `constant` primitive, so a traced graph sees (and folds) it.
+        from .core.dispatch import apply1
+
+        dtype = np.asarray(value).dtype
+        dtype = {"f": np.float32, "i": np.int32, "b": np.bool_}[dtype.kind]
+        if like is not None:
+            kind = like.dtype.kind
+            if isinstance(value, bool) or (isinstance(value, int) and kind in "fiu") or (isinstance(value, float) and kind == "f"):
+                dtype = like.dtype
+        dtype_name = np.dtype(dtype).name
+        return apply1("constant", value=bool(value) if dtype_name == "bool" else
+                      float(value) if np.dtype(dtype).kind == "f" else int(value), shape=(), dtype=dtype_name)
     return Tensor(value)
 

@@ -1,0 +1,102 @@
+"""@trace: traced equals eager, retracing, state updates, errors, one native call."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jitgine as jg
+import jitgine.functional as F
+from codegen import kernels
+from jitgine.jit import TraceError, trace
+
+
+def _step_body(x, w, lr):
+    y = F.tanh(x * w + 1.0)
+    loss = (y * y).sum()
+    w._reset(w - lr * y.mean(axis=0))
+    return loss, y
+
+
+@given(rows=st.integers(1, 9), cols=st.integers(1, 21), steps=st.integers(1, 4))
+@settings(max_examples=10)
+def test_traced_equals_eager_over_steps(rows, cols, steps):
+    rng = np.random.default_rng(rows * 31 + cols)
+    start = rng.standard_normal(cols).astype(np.float32)
+    w_eager, w_traced = jg.Parameter(start), jg.Parameter(start)
+    traced = trace(lambda x: _step_body(x, w_traced, 0.1))
+    for _ in range(steps):
+        x = rng.standard_normal((rows, cols)).astype(np.float32)
+        loss_e, y_e = _step_body(jg.tensor(x), w_eager, 0.1)
+        loss_t, y_t = traced(x)
+        np.testing.assert_allclose(loss_t.numpy(), loss_e.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(y_t.numpy(), y_e.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(w_traced.numpy(), w_eager.numpy(), rtol=1e-6, atol=1e-6)
+    assert len(traced.executables) == 1
+
+
+def test_one_native_call_per_step_and_retrace_on_new_shape():
+    w = jg.Parameter(np.ones(4, np.float32))
+    step = trace(lambda x: _step_body(x, w, 0.01))
+    x = np.ones((3, 4), np.float32)
+    step(x)
+    compiled = step.last.compiled
+    calls, eager_calls = compiled.calls, kernels.stats.native_calls
+    step(x)
+    assert compiled.calls == calls + 1
+    assert kernels.stats.native_calls == eager_calls  # nothing ran eagerly
+    assert step.retraces == 0
+    step(np.ones((5, 4), np.float32))
+    assert step.retraces == 1 and len(step.executables) == 2
+
+
+@pytest.mark.parametrize("read", [
+    lambda t: t.numpy(), lambda t: t.item(), lambda t: float(t), lambda t: bool(t > 0),
+])
+def test_reading_values_inside_trace_is_a_clear_error(read):
+    @trace(symbolic=True)
+    def bad(x):
+        read(x.sum())
+        return x
+
+    with pytest.raises(TraceError, match="inside a traced function"):
+        bad(np.ones(3, np.float32))
+
+
+def test_python_scalars_are_part_of_the_signature():
+    @trace
+    def scale(x, factor):
+        return x * factor
+
+    np.testing.assert_allclose(scale(np.ones(2, np.float32), 2.0).numpy(), [2, 2])
+    np.testing.assert_allclose(scale(np.ones(2, np.float32), 3.0).numpy(), [3, 3])
+    assert scale.retraces == 1
+
+
+def test_memory_stays_flat_over_many_steps():
+    w = jg.Parameter(np.ones(16, np.float32))
+    step = trace(lambda x: _step_body(x, w, 0.001))
+    x = np.ones((8, 16), np.float32)
+    for _ in range(50):
+        step(x)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(1000):
+        step(x)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert after - before < 64 * 1024, f"memory grew by {after - before} bytes over 1000 steps"
+
+
+def test_nested_results_are_rebuilt():
+    @trace
+    def many(x):
+        return {"double": x * 2, "pair": (x + 1, [x - 1])}
+
+    out = many(np.zeros(2, np.float32))
+    np.testing.assert_allclose(out["double"].numpy(), [0, 0])
+    np.testing.assert_allclose(out["pair"][1][0].numpy(), [-1, -1])
