@@ -27,7 +27,8 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     if Ellipsis in items:
         at = items.index(Ellipsis)
         items[at:at + 1] = [slice(None)] * (x.ndim - used)
-    items += [slice(None)] * (x.ndim - used)
+    else:
+        items += [slice(None)] * (x.ndim - used)
 
     starts, stops, steps, shape_after = [], [], [], []
     axis = 0
