@@ -41,5 +41,8 @@ class PassManager:
         self.stages = {"input": verify(graph)}
         for name in self.names:
             graph = verify(PASSES[name](graph))
-            self.stages[name] = graph
+            key, repeat = name, 2
+            while key in self.stages:  # a pass that runs twice: 'dce', then 'dce.2'
+                key, repeat = f"{name}.{repeat}", repeat + 1
+            self.stages[key] = graph
         return graph

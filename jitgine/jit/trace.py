@@ -186,6 +186,38 @@ class trace:
         self.last = executable
         return executable.run(arrays)
 
+    # ------------------------------------------------------------- inspection
+    def _executable(self) -> Executable:
+        if self.last is None:
+            raise RuntimeError(f"{self.__name__} has not been traced yet: call it once first")
+        return self.last
+
+    @property
+    def stage_names(self) -> list[str]:
+        """The names `ir(stage=...)` accepts: 'input' (as traced), then each pass."""
+        return list(self._executable().stages)
+
+    def ir(self, stage: str = "optimized") -> str:
+        """The IR text of the last compiled signature after `stage` ('optimized' = after all passes)."""
+        stages = self._executable().stages
+        if stage == "optimized":
+            return str(self._executable().compiled.graph)
+        if stage not in stages:
+            raise KeyError(f"unknown stage {stage!r}; stages are {list(stages)} and 'optimized'")
+        return str(stages[stage])
+
+    def llvm_ir(self, optimized: bool = False) -> str:
+        """The LLVM IR of the whole compiled step (one module; one function per kernel)."""
+        from codegen import target
+
+        text = self._executable().compiled.llvm_ir
+        return target.optimized_ir(text) if optimized else text
+
+    def asm(self) -> str:
+        from codegen import target
+
+        return target.assembly(self._executable().compiled.llvm_ir)
+
     def _signature(self, args: tuple, kwargs: dict) -> tuple[list[np.ndarray], tuple]:
         arrays, key = [], []
         for arg in list(args) + [kwargs[k] for k in sorted(kwargs)]:
