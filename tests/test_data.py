@@ -333,7 +333,7 @@ class FailingDataset(Dataset):
         if i == self.exit_at:
             os._exit(3)
         if i == self.sleep_at:
-            time.sleep(1.0)
+            time.sleep(0.6)
         if i == self.fail_at:
             raise self.exc(f"bad item {i}")
         return np.full((2, 2), i, np.float32), i
@@ -373,8 +373,8 @@ def test_dataloader_serial_batches():
 
 def test_collator_field_kinds():
     c = Collator()
-    out = c.apply([(np.zeros(2), 1, 0.5, True), (np.ones(2), 2, 1.5, False)])
-    assert [o.dtype for o in out] == [np.float64, np.int32, np.float32, np.bool_]
+    out = c.apply([(np.zeros(2), 1, 0.5, True, np.float64(1)), (np.ones(2), np.uint8(2), 1.5, False, np.float64(2))])
+    assert [o.dtype for o in out] == [np.float64, np.int32, np.float32, np.bool_, np.float64]
     assert c.apply([np.zeros(3), np.ones(3)]).shape == (2, 3)
     assert c.apply([{"x": 1}, {"x": 2}])["x"].dtype == np.int32
     with pytest.raises(ValueError, match="int32 range"):
@@ -390,13 +390,17 @@ def test_dataloader_workers_match_serial(context):
     ds = _image_dataset()
     transform = Compose([Normalize(3.0, 2.0), Pad(1), ToMode("CHW")])
 
+    epochs = 2 if context == "fork" else 1  # spawn start-up is slow; one epoch shows it works
+
     def run(workers):
         sampler = RandomSampler(ds, batch_size=4, seed=5)
         loader = DataLoader(ds, sampler, transform, num_workers=workers, multiprocessing_context=context)
-        return [_batches(loader) for _ in range(2)]  # two epochs: new processes, new permutation
+        return [_batches(loader) for _ in range(epochs)]  # each epoch: new processes, new permutation
 
     serial, parallel = run(0), run(2)
-    assert len(serial[0]) == 6 and [b[1].tolist() for b in serial[0]] != [b[1].tolist() for b in serial[1]]
+    assert len(serial[0]) == 6
+    if epochs == 2:
+        assert [b[1].tolist() for b in serial[0]] != [b[1].tolist() for b in serial[1]]
     for epoch_s, epoch_p in zip(serial, parallel):
         assert len(epoch_s) == len(epoch_p)
         for bs, bp in zip(epoch_s, epoch_p):

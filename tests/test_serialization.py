@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -91,6 +91,7 @@ def test_round_trip_through_file_objects(obj):
     assert_same(obj, load(io.BytesIO(data)))
 
 
+@settings(max_examples=10)  # each example fsyncs a file; the file-object test covers the breadth
 @given(obj=st.dictionaries(st.text(max_size=4), arrays(), max_size=4))
 def test_round_trip_through_paths_with_aligned_buffers(tmp_path_factory, obj):
     path = tmp_path_factory.mktemp("rt") / "model.mge"

@@ -20,12 +20,15 @@ import random
 import signal
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
+from .dataset import Dataset
 from .sampler import Sampler, SequentialSampler
+from .transform import Transform
 
 __all__ = ["Collator", "DataLoader"]
 
@@ -39,7 +42,8 @@ class Collator:
 
     Samples that are tuples/lists give a tuple of batches, dicts a dict, anything
     else one array. Python ints and NumPy integer scalars (labels) become int32,
-    Python floats float32, bools bool; arrays are stacked keeping their dtype.
+    Python floats float32, bools bool; arrays and other NumPy scalars are
+    stacked keeping their dtype.
     """
 
     def apply(self, inputs: Sequence):
@@ -62,7 +66,7 @@ class Collator:
             if arr.dtype.kind in "iu" and arr.size and (arr.min() < _INT32.min or arr.max() > _INT32.max):
                 raise ValueError(f"Collator: field {field!r} holds integers outside the int32 range; pass a collator")
             return arr.astype(np.int32) if arr.dtype.kind in "iu" else arr
-        if isinstance(first, float):
+        if type(first) is float:  # Python floats only: np.float64 scalars keep their dtype
             return np.array(values, dtype=np.float32)
         arrays = [np.asarray(v) for v in values]
         shapes = {a.shape for a in arrays}
@@ -206,7 +210,7 @@ class _WorkerPool:
             # Drain unread batches: a worker blocked in send() cannot see the stop message.
             waitables = [self.results[i] for i in alive] + [self.procs[i].sentinel for i in alive]
             for obj in mp.connection.wait(waitables, _POLL):
-                if isinstance(obj, mp.connection.Connection):
+                if not isinstance(obj, int):  # a pipe, not a process sentinel
                     try:
                         obj.recv_bytes()
                     except (EOFError, OSError):
@@ -232,15 +236,17 @@ class DataLoader:
     (dataset, transform and collator must then be picklable);
     ``timeout`` > 0 bounds the seconds to wait for one batch from a worker.
     ``multiprocessing_context`` ('fork', 'spawn', 'forkserver' or None for the
-    platform default) is as in PyTorch.
+    platform default) is as in PyTorch; with 'fork', a transform that runs
+    jitgine's compiled (OpenMP-threaded) ops may deadlock in the worker, so
+    use 'spawn' or 'forkserver' for such transforms.
     """
 
     def __init__(
         self,
-        dataset,
+        dataset: Dataset,
         sampler: Sampler | None = None,
-        transform=None,
-        collator=None,
+        transform: Transform | None = None,
+        collator: Collator | Callable[[list], Any] | None = None,
         num_workers: int = 0,
         timeout: float = 0,
         *,
