@@ -150,7 +150,15 @@ def clip(x: Any, lower: Any = None, upper: Any = None) -> Tensor:
 
 
 def astype(x: Any, dtype: Any) -> Tensor:
-    return cast(as_tensor(x), DType.parse(np.dtype(dtype).name))
+    x = as_tensor(x)
+    try:
+        target = DType.parse(np.dtype(dtype).name)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"astype: cannot cast {x.dtype} tensor of shape {x.shape} to {dtype!r}; "
+            "jitgine supports float32, float64, int32, int64 and bool"
+        ) from None
+    return cast(x, target)
 
 
 def relu(x: Any) -> Tensor:
