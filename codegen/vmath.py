@@ -455,7 +455,8 @@ def _pow_magnitude(d: _Math, ax, y):
     u = d.add(f, 2.0)
     u_lo = d.add(d.sub(2.0, u), f)  # 2 + f = u + u_lo exactly (|2| >= |f|)
     s = d.div(f, u)
-    s_lo = d.div(d.sub(d.fma(d.neg(s), u, f), d.mul(s, u_lo)), u)
+    su, su_err = d.two_prod(s, u)
+    s_lo = d.div(d.sub(d.sub(d.sub(f, su), su_err), d.mul(s, u_lo)), u)  # f - su is exact
     z, z_lo = d.two_prod(s, s)
     c, c_lo = d.two_prod(z, s)  # s^3
     # s_true^3 = (z + z_lo) s + 3 z s_lo to first order in the low parts.

@@ -4,6 +4,7 @@ the scalar-loop and explicit-vector code paths, and that a loop using them vecto
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import math
 import re
@@ -63,27 +64,40 @@ def _lanes(dtype) -> int:
     return target.host().lanes(np.dtype(dtype).itemsize)
 
 
+def _ctype(dtype):
+    return ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
+
+
 @functools.lru_cache(maxsize=None)
-def _kernels(dtype) -> tuple:
-    """Every function as a scalar loop and as an explicit-vector loop, compiled once per dtype."""
+def _kernels(dtype, fma: bool = True) -> tuple:
+    """Every function as a scalar loop and (with FMA, the host's choice) as an explicit-vector
+    loop, compiled once per dtype. fma=False emits the code a host without FMA gets."""
     module = ir.Module(name=f"vmath_{np.dtype(dtype).name}")
     elem = _ir_type(dtype)
-    for name in FUNCS:
-        arity = 2 if name == "pow" else 1
-        for suffix, ty in (("s", elem), ("v", ir.VectorType(elem, _lanes(dtype)))):
-            _define_loop(module, f"{name}_{suffix}", elem, ty, arity, getattr(vmath, name))
-    loaded = target.LoadedObject(target.object_code(str(module)))
-    ctype = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
+    shapes = [("s", elem)]
+    if fma:
+        shapes.append(("v", ir.VectorType(elem, _lanes(dtype))))
+    host = target.host() if fma else dataclasses.replace(target.host(), has_fma=False)
+    real_host = vmath.host
+    vmath.host = lambda: host  # what vmath asks to decide fma vs fmul+fadd
+    try:
+        for name in FUNCS:
+            for suffix, ty in shapes:
+                _define_loop(module, f"{name}_{suffix}", elem, ty, 2 if name == "pow" else 1, getattr(vmath, name))
+    finally:
+        vmath.host = real_host
+    text = str(module)
+    assert fma or "llvm.fma" not in text
+    loaded = target.LoadedObject(target.object_code(text))
     funcs = {}
     for name in FUNCS:
-        arity = 2 if name == "pow" else 1
-        proto = ctypes.CFUNCTYPE(None, *[ctype] * (arity + 1), ctypes.c_int64)
-        for suffix in "sv":
+        proto = ctypes.CFUNCTYPE(None, *[_ctype(dtype)] * (3 if name == "pow" else 2), ctypes.c_int64)
+        for suffix, _ in shapes:
             funcs[name, suffix] = proto(loaded.address(f"{name}_{suffix}"))
     return loaded, funcs
 
 
-def run(name: str, dtype, *xs, vector: bool = False) -> np.ndarray:
+def run(name: str, dtype, *xs, vector: bool = False, fma: bool = True) -> np.ndarray:
     """Apply vmath.<name> elementwise through the compiled scalar (or vector) loop."""
     xs = [np.ascontiguousarray(x, dtype=dtype).ravel() for x in xs]
     count = xs[0].size
@@ -91,9 +105,8 @@ def run(name: str, dtype, *xs, vector: bool = False) -> np.ndarray:
     padded = -(-count // step) * step
     xs = [np.concatenate([x, np.ones(padded - count, dtype)]) for x in xs]
     out = np.empty(padded, dtype)
-    _, funcs = _kernels(dtype)
-    ctype = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
-    funcs[name, "v" if vector else "s"](*[a.ctypes.data_as(ctype) for a in xs + [out]], padded // step)
+    _, funcs = _kernels(dtype, fma)
+    funcs[name, "v" if vector else "s"](*[a.ctypes.data_as(_ctype(dtype)) for a in xs + [out]], padded // step)
     return out[:count]
 
 
@@ -186,8 +199,8 @@ def sweep(name: str, dtype, rng) -> tuple[np.ndarray, ...]:
     raise KeyError(name)
 
 
-def _check(name: str, dtype, xs, vector: bool) -> float:
-    got = run(name, dtype, *xs, vector=vector)
+def _check(name: str, dtype, xs, vector: bool = False, fma: bool = True) -> float:
+    got = run(name, dtype, *xs, vector=vector, fma=fma)
     with np.errstate(all="ignore"):
         ref = REFERENCE[name](*xs)
     err = ulp_error(got, ref, dtype)
@@ -208,6 +221,15 @@ def test_accuracy_sweep(name, dtype):
     rng = np.random.default_rng(1234)
     xs = sweep(name, dtype, rng)
     _check(name, dtype, xs, vector=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", FUNCS)
+def test_accuracy_without_fma(name, dtype):
+    """Hosts without FMA get fmul+fadd and Dekker's exact products: same bounds."""
+    rng = np.random.default_rng(4321)
+    xs = [x[::5] for x in sweep(name, dtype, rng)]
+    _check(name, dtype, xs, fma=False)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
