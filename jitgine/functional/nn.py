@@ -22,7 +22,7 @@ from .shape import arange, reshape, squeeze, expand_dims
 
 __all__ = [
     "matmul", "linear", "softmax", "log_softmax", "logsumexp", "gelu", "silu", "softplus", "leaky_relu",
-    "relu6", "hsigmoid", "one_hot", "relu", "sigmoid", "tanh",
+    "relu6", "hsigmoid", "one_hot", "batch_norm", "relu", "sigmoid", "tanh",
 ]
 
 
@@ -143,6 +143,58 @@ def one_hot(inp: Any, num_classes: int) -> Tensor:
         raise TypeError(f"one_hot: labels must be an integer tensor, got {inp.dtype}; cast with astype('int32')")
     classes = arange(num_classes, dtype=inp.dtype)
     return cast(equal(expand_dims(inp, inp.ndim), classes), DType.int32)
+
+
+def batch_norm(inp: Any, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+               weight: Any = None, bias: Any = None, *, training: bool = False, momentum: float = 0.9,
+               eps: float = 1e-5, inplace: bool = True) -> Tensor:
+    """Normalise over every axis but 1 (channels), as MegEngine's F.batch_norm.
+
+    In training the batch statistics normalise and, with `inplace`, update the
+    running ones: running = momentum * running + (1 - momentum) * batch
+    (the variance unbiased), written with `Tensor._reset` so a traced step
+    turns them into state updates. Otherwise the running statistics normalise.
+    Statistics and affine parameters may have shape (C,) or (1, C, 1, ...).
+    """
+    x = _float(inp)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input needs a batch and a channel dim, got shape {x.shape}")
+    channels = x.shape[1]
+    stat_shape = (1, channels) + (1,) * (x.ndim - 2)
+    axes = (0,) + tuple(range(2, x.ndim))
+
+    def per_channel(t: Any, what: str) -> Tensor:
+        t = as_tensor(t, x)
+        if t.size != channels:
+            raise ValueError(f"batch_norm: {what} has {t.size} elements but the input has {channels} channels "
+                             f"(shape {x.shape})")
+        return reshape(t, stat_shape)
+
+    if training:
+        mean = sum(x, axes, keepdims=True)
+        count = x.size // channels if channels else 0
+        mean = mul(mean, 1.0 / max_(count, 1))
+        centered = sub(x, mean)
+        var = mul(sum(mul(centered, centered), axes, keepdims=True), 1.0 / max_(count, 1))
+        if inplace and running_mean is not None:
+            new = add(mul(per_channel(running_mean, "running_mean"), momentum), mul(mean.detach(), 1.0 - momentum))
+            running_mean._reset(cast(reshape(new, running_mean.shape), running_mean._type.dtype))
+        if inplace and running_var is not None:
+            unbiased = mul(var.detach(), count / max_(count - 1, 1))
+            new = add(mul(per_channel(running_var, "running_var"), momentum), mul(unbiased, 1.0 - momentum))
+            running_var._reset(cast(reshape(new, running_var.shape), running_var._type.dtype))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: inference (training=False) needs running_mean and running_var")
+        mean = per_channel(running_mean, "running_mean")
+        var = per_channel(running_var, "running_var")
+        centered = sub(x, mean)
+    out = mul(centered, apply1("rsqrt", add(var, as_tensor(eps, var))))
+    if weight is not None:
+        out = mul(out, per_channel(weight, "weight"))
+    if bias is not None:
+        out = add(out, per_channel(bias, "bias"))
+    return out
 
 
 def __getattr__(name: str) -> Any:
