@@ -21,6 +21,9 @@ from ir.verify import VerifyError, verify
 
 DIMS = st.sampled_from([0, 1, 1, 2, 3, 5])
 SHAPES = st.lists(DIMS, min_size=0, max_size=3).map(tuple)
+# ir.interpret returns rank-0 results as shape (1,) (np.ascontiguousarray makes ndim >= 1), so
+# graphs that the interpreter must run keep every value at rank >= 1.
+NONSCALAR_SHAPES = st.lists(DIMS, min_size=1, max_size=3).map(tuple)
 DTYPES = list(DType)
 CONSTANTS = {
     "float": [0.0, -0.0, 1.0, 2.5, -1.0, 0.5],
@@ -65,7 +68,8 @@ def _reshape_target(draw, shape: tuple[int, ...]) -> tuple[int, ...]:
     return draw(st.sampled_from(options))
 
 
-def _step(b: GraphBuilder, draw, pool: list[Value], x: Value, kinds: list[str] = KINDS) -> Value | None:
+def _step(b: GraphBuilder, draw, pool: list[Value], x: Value, kinds: list[str] = KINDS,
+          rank0: bool = True) -> Value | None:
     kind = draw(st.sampled_from(kinds))
     family = _family(x.dtype)
     if kind == "unary":
@@ -105,11 +109,13 @@ def _step(b: GraphBuilder, draw, pool: list[Value], x: Value, kinds: list[str] =
             return None
         allowed = [a for a, d in enumerate(x.shape) if op == "reduce_sum" or d > 0]
         axes = tuple(sorted(draw(st.sets(st.sampled_from(allowed), min_size=1)))) if allowed else None
-        return b.apply(op, x, axes=axes) if axes else None
-    return _constant(b, draw, draw(SHAPES), draw(st.sampled_from(DTYPES)))
+        if not axes or (not rank0 and len(axes) == x.type.rank):
+            return None
+        return b.apply(op, x, axes=axes)
+    return _constant(b, draw, draw(SHAPES if rank0 else NONSCALAR_SHAPES), draw(st.sampled_from(DTYPES)))
 
 
-def _fused(b: GraphBuilder, draw, pool: list[Value], reduce: bool) -> Value | None:
+def _fused(b: GraphBuilder, draw, pool: list[Value], reduce: bool, rank0: bool) -> Value | None:
     """A fused node over the shape of a pool value: contiguous or splat (stride 0) views."""
     shape = draw(st.sampled_from(pool)).shape
     chosen = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
@@ -133,7 +139,7 @@ def _fused(b: GraphBuilder, draw, pool: list[Value], reduce: bool) -> Value | No
     region = rb.output(region_out)
     attrs = {"shape": shape, "views": tuple(views)}
     if reduce:
-        if not shape or region_out.dtype.is_bool or not all(shape):
+        if len(shape) <= (0 if rank0 else 1) or region_out.dtype.is_bool or not all(shape):
             return None
         return b.add("fused_reduce", operands, region, reduce=draw(st.sampled_from(REDUCTIONS)),
                      axes=(draw(st.integers(0, len(shape) - 1)),), **attrs).result
@@ -141,17 +147,18 @@ def _fused(b: GraphBuilder, draw, pool: list[Value], reduce: bool) -> Value | No
 
 
 @st.composite
-def graphs(draw, max_ops: int = 8, fused: bool = False) -> Graph:
-    """A random verified graph with 1-3 inputs and 1-3 outputs."""
+def graphs(draw, max_ops: int = 8, fused: bool = False, rank0: bool = True) -> Graph:
+    """A random verified graph with 1-3 inputs and 1-3 outputs (no rank-0 values unless rank0)."""
     b = GraphBuilder()
-    base = draw(SHAPES)
-    pool = [b.input(TensorType(base if i == 0 or draw(st.booleans()) else draw(SHAPES),
+    shapes = SHAPES if rank0 else NONSCALAR_SHAPES
+    base = draw(shapes)
+    pool = [b.input(TensorType(base if i == 0 or draw(st.booleans()) else draw(shapes),
                                draw(st.sampled_from(DTYPES)))) for i in range(draw(st.integers(1, 3)))]
     for _ in range(draw(st.integers(1, max_ops))):
         if fused and draw(st.integers(0, 3)) == 0:
-            value = _fused(b, draw, pool, draw(st.booleans()))
+            value = _fused(b, draw, pool, draw(st.booleans()), rank0)
         else:
-            value = _step(b, draw, pool, draw(st.sampled_from(pool)))
+            value = _step(b, draw, pool, draw(st.sampled_from(pool)), rank0=rank0)
         if value is not None:
             pool.append(value)
     extra = draw(st.lists(st.sampled_from(pool), max_size=2))

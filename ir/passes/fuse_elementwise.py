@@ -12,7 +12,8 @@ materialised buffer (a graph input or any non-layout node's result, which are
 contiguous) are composed into one (offset, strides) view, so they cost no
 copy; a splat `constant` (possibly behind layout ops) becomes a scalar
 `constant` in the region. A reshape of a value that is not contiguous cannot
-be a view; there the chain stops and the reshape stays a node.
+be a view (dims it merges are not contiguous with each other); there the
+chain stops and the reshape stays a node.
 
 Results. Every member result used outside the group, or returned by the
 graph, is a region output. A `reduce_*` whose operand is the only output of
@@ -37,11 +38,40 @@ VIEW_OPS = frozenset({"reshape", "broadcast", "permute", "slice"})
 View = tuple[int, tuple[int, ...]]
 
 
-def is_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+def reshape_strides(shape: tuple[int, ...], strides: tuple[int, ...],
+                    new_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Strides that read a (shape, strides) view in row-major order as `new_shape`, if any exist.
+
+    As NumPy's no-copy reshape: dims are matched in groups of equal element
+    count, and each old group must be contiguous within itself. Size-1 dims
+    take any stride (0 here).
+    """
     if 0 in shape:
-        return True
-    expected = contiguous_strides(shape)
-    return all(s == e for s, e, d in zip(strides, expected, shape) if d != 1)
+        return contiguous_strides(new_shape)
+    old = [(d, s) for d, s in zip(shape, strides) if d != 1]
+    result = [0] * len(new_shape)
+    i = j = 0
+    while j < len(new_shape):
+        if new_shape[j] == 1:
+            j += 1
+            continue
+        first_new = j
+        new_count, old_count, first_old = new_shape[j], old[i][0], i
+        while new_count != old_count:
+            if new_count < old_count:
+                j += 1
+                new_count *= new_shape[j]
+            else:
+                i += 1
+                old_count *= old[i][0]
+        if any(old[k][1] != old[k + 1][1] * old[k + 1][0] for k in range(first_old, i)):
+            return None
+        step = old[i][1]
+        for k in range(j, first_new - 1, -1):
+            result[k] = 0 if new_shape[k] == 1 else step
+            step *= new_shape[k]
+        i, j = i + 1, j + 1
+    return tuple(result)
 
 
 def compose(node: Node, view: View, shape: tuple[int, ...]) -> View | None:
@@ -53,7 +83,8 @@ def compose(node: Node, view: View, shape: tuple[int, ...]) -> View | None:
         new = [0] * lead + [0 if d == 1 and o != 1 else s for s, d, o in zip(strides, shape, out[lead:])]
         return offset, tuple(new)
     if node.op == "reshape":
-        return (offset, contiguous_strides(out)) if is_contiguous(shape, strides) else None
+        new = reshape_strides(shape, strides, out)
+        return None if new is None else (offset, new)
     if node.op == "permute":
         return offset, tuple(strides[p] for p in node.attr("perm"))
     if node.op == "slice":
