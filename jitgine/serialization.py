@@ -22,7 +22,7 @@ entry is ``{"dtype", "shape", "offset", "nbytes", "crc32"}`` with dtype one of
 bool, int8..int64, uint8..uint64, float16, float32, float64, complex64,
 complex128 and crc32 the CRC-32 of its bytes. A node is an object with a
 "type": ``none``; ``bool``/``int``/``str`` with "value"; ``float`` with "value"
-a JSON number or "nan"/"inf"/"-inf"; ``list``/``tuple`` with "items";
+a JSON number or "nan"/"-nan"/"inf"/"-inf"; ``list``/``tuple`` with "items";
 ``dict``/``ordereddict`` with "keys" (JSON strings or integers) and "values";
 ``ndarray``, ``scalar`` (a NumPy scalar), ``tensor`` or ``parameter`` with
 "array", an index into "arrays". A file object may be passed instead of a path.
@@ -107,6 +107,8 @@ class _Plan:
             return {"type": "int", "value": int(obj)}
         if isinstance(obj, float):
             value = float(obj) if math.isfinite(obj) else str(float(obj))
+            if math.isnan(obj) and math.copysign(1.0, obj) < 0:
+                value = "-nan"  # str() drops a NaN's sign
             return {"type": "float", "value": value}
         if isinstance(obj, (list, tuple, dict)):
             if id(obj) in self.active:
@@ -334,7 +336,7 @@ def _walk(node: Any, where: str, reader: _Reader, n_arrays: int, paths: dict[int
             "bool": isinstance(value, bool),
             "int": isinstance(value, int) and not isinstance(value, bool),
             "str": isinstance(value, str),
-            "float": (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("nan", "inf", "-inf"),
+            "float": (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("nan", "-nan", "inf", "-inf"),
         }[kind]
         if ok and kind == "float" and isinstance(value, int) and abs(value) > 2**1024:
             ok = False  # beyond float range

@@ -110,6 +110,13 @@ def test_round_trip_through_paths_with_aligned_buffers(tmp_path_factory, obj):
     assert len(raw) == start + header["data_size"]
 
 
+def test_special_floats_keep_sign():
+    values = [float("-nan"), float("nan"), -0.0, float("inf"), float("-inf"), 5e-324, 1.7976931348623157e308]
+    buf = io.BytesIO()
+    save(values, buf)
+    assert_same(values, load(io.BytesIO(buf.getvalue())))
+
+
 def test_state_dict_example_and_format(tmp_path):
     state = collections.OrderedDict(
         [("conv.weight", np.ones((2, 1, 3, 3), np.float32)), ("fc.bias", np.arange(3, dtype=np.float32))]
