@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..core import dispatch
 from ..core.dispatch import apply1
 from ..tensor import Tensor, as_tensor
-from .vjp import NON_DIFFERENTIABLE, VJP
+from .vjp import NON_DIFFERENTIABLE, VJP, needing
 
 Callback = Callable[[Tensor, Tensor], Tensor | None]
 
@@ -207,7 +207,9 @@ class GradManager:
                 f"GradManager.backward: primitive {entry.primitive!r} has no VJP rule; "
                 "add one to jitgine/autodiff/vjp.py"
             )
-        grads = rule(entry.attrs, entry.inputs, entry.outputs, g)
+        mask = [x._type.dtype.is_float and self._is_tracked(x) for x in entry.inputs]
+        with needing(mask):
+            grads = rule(entry.attrs, entry.inputs, entry.outputs, g)
         for x, gx in zip(entry.inputs, grads):
             if gx is None or not x._type.dtype.is_float or not self._is_tracked(x):
                 continue

@@ -15,7 +15,9 @@ piecewise constant and give zero (None).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator, Sequence
 
 from ..core.dispatch import apply1
 from ..tensor import Tensor
@@ -24,12 +26,34 @@ Rule = Callable[[dict[str, Any], Sequence[Tensor], Sequence[Tensor], Tensor], li
 VJP: dict[str, Rule] = {}
 
 # Primitives that get no gradient on purpose: sources, comparisons and logic
-# (bool results), index results, state updates, and fused kernels (they only
-# exist after graph passes, never on a GradManager tape).
+# (bool results), index results, state updates, fused kernels (they only
+# exist after graph passes, never on a GradManager tape), and the backward-only
+# primitives of windows (differentiating them would be higher-order autodiff).
 NON_DIFFERENTIABLE = frozenset({
     "constant", "iota", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
     "logical_not", "argmax", "argmin", "assign", "fused", "fused_reduce",
+    "conv2d_grad_input", "conv2d_grad_weight", "max_pool2d_grad", "avg_pool2d_grad",
 })
+
+# Which inputs the caller needs a cotangent for (set by GradManager around each
+# rule call); rules with an expensive per-input term (matmul, conv2d) skip the
+# others. None means all.
+_needed: ContextVar[tuple[bool, ...] | None] = ContextVar("vjp_needed", default=None)
+
+
+@contextmanager
+def needing(mask: Sequence[bool]) -> Iterator[None]:
+    """Run rules knowing that only inputs i with mask[i] need a cotangent."""
+    token = _needed.set(tuple(mask))
+    try:
+        yield
+    finally:
+        _needed.reset(token)
+
+
+def needed(index: int) -> bool:
+    mask = _needed.get()
+    return mask is None or (index < len(mask) and mask[index])
 
 
 def rule(*names: str) -> Callable[[Rule], Rule]:
@@ -351,16 +375,42 @@ def _vjp_reduce_extremum(attrs, inputs, outputs, g):
 def _vjp_matmul(attrs, inputs, outputs, g):
     a, b = inputs
     ta, tb = attrs.get("transpose_a", False), attrs.get("transpose_b", False)
-    if ta:  # a holds op(a)^T: da = op(b) @ g^T
-        ga = apply1("matmul", b, g, transpose_a=tb, transpose_b=True)
-    else:  # da = g @ op(b)^T
-        ga = apply1("matmul", g, b, transpose_a=False, transpose_b=not tb)
-    if tb:  # db = g^T @ op(a)
-        gb = apply1("matmul", g, a, transpose_a=True, transpose_b=ta)
-    else:  # db = op(a)^T @ g
-        gb = apply1("matmul", a, g, transpose_a=not ta, transpose_b=False)
-    return [_unbroadcast_batch(ga, a.shape), _unbroadcast_batch(gb, b.shape)]
+    ga = gb = None
+    if needed(0):
+        if ta:  # a holds op(a)^T: da = op(b) @ g^T
+            ga = apply1("matmul", b, g, transpose_a=tb, transpose_b=True)
+        else:  # da = g @ op(b)^T
+            ga = apply1("matmul", g, b, transpose_a=False, transpose_b=not tb)
+        ga = _unbroadcast_batch(ga, a.shape)
+    if needed(1):
+        if tb:  # db = g^T @ op(a)
+            gb = apply1("matmul", g, a, transpose_a=True, transpose_b=ta)
+        else:  # db = op(a)^T @ g
+            gb = apply1("matmul", a, g, transpose_a=not ta, transpose_b=False)
+        gb = _unbroadcast_batch(gb, b.shape)
+    return [ga, gb]
 
 
 def _unbroadcast_batch(g: Tensor, shape: tuple[int, ...]) -> Tensor:
     return g if g.shape == shape else unbroadcast(g, shape)
+
+
+# ------------------------------------------------------------------ windows (declared in ir/ops_conv.py)
+
+@rule("conv2d")
+def _vjp_conv2d(attrs, inputs, outputs, g):
+    x, w = inputs
+    gx = apply1("conv2d_grad_input", g, w, input_hw=tuple(x.shape[2:]), **attrs) if needed(0) else None
+    gw = apply1("conv2d_grad_weight", x, g, kernel_hw=tuple(w.shape[2:]), **attrs) if needed(1) else None
+    return [gx, gw]
+
+
+@rule("max_pool2d")
+def _vjp_max_pool2d(attrs, inputs, outputs, g):
+    # Each window's cotangent goes to its first maximum (row-major), as the primitive defines.
+    return [apply1("max_pool2d_grad", inputs[0], g, **attrs)]
+
+
+@rule("avg_pool2d")
+def _vjp_avg_pool2d(attrs, inputs, outputs, g):
+    return [apply1("avg_pool2d_grad", g, input_hw=tuple(inputs[0].shape[2:]), **attrs)]

@@ -31,6 +31,8 @@ def _operand(x: np.ndarray, batch: tuple[int, ...], transposed: bool) -> tuple[n
     if x.strides[-1] != item and x.strides[-2] == item and x.shape[-1] > 1:
         x = np.swapaxes(x, -1, -2)
         transposed = not transposed
+    if x.strides[-1] != item or any(s < 0 or s % item for s in x.strides):
+        x = contiguous(x)  # a compiled copy (the kernel needs unit stride along rows)
     return x, transposed
 
 
