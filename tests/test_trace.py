@@ -100,3 +100,34 @@ def test_nested_results_are_rebuilt():
     out = many(np.zeros(2, np.float32))
     np.testing.assert_allclose(out["double"].numpy(), [0, 0])
     np.testing.assert_allclose(out["pair"][1][0].numpy(), [-1, -1])
+
+
+def test_train_eval_switch_retraces_and_lr_change_takes_effect():
+    import jitgine.module as M
+    import jitgine.optimizer as optim
+    from jitgine.autodiff import GradManager
+
+    jg.random.seed(0)
+    net = M.Sequential(M.Linear(4, 3), M.ReLU())
+    opt = optim.SGD(net.parameters(), lr=0.0)
+    gm = GradManager().attach(net.parameters())
+
+    @trace(symbolic=True)
+    def train_step(x):
+        with gm:
+            loss = net(x).sum()
+            gm.backward(loss)
+        opt.step().clear_grad()
+        return loss
+
+    x = np.ones((2, 4), np.float32)
+    before = [p.numpy() for p in net.parameters()]
+    train_step(x)
+    assert all(np.array_equal(b, p.numpy()) for b, p in zip(before, net.parameters())), "lr 0 moved weights"
+    opt.param_groups[0]["lr"] = 0.5
+    train_step(x)
+    assert not all(np.array_equal(b, p.numpy()) for b, p in zip(before, net.parameters())), "new lr ignored"
+    assert train_step.retraces == 0
+    net.eval()
+    train_step(x)
+    assert train_step.retraces == 1

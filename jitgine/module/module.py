@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from ..core import modes
 from ..tensor import Parameter, Tensor
 
 _SKIP = frozenset({"training", "name"})
@@ -114,8 +115,12 @@ class Module:
 
     # ------------------------------------------------------------- modes and grads
     def train(self, mode: bool = True) -> "Module":
+        changed = False
         for m in self.modules():
+            changed |= m.training != bool(mode)
             m.training = bool(mode)
+        if changed:
+            modes.bump()  # traced functions recorded in the other mode must retrace
         return self
 
     def eval(self) -> "Module":
