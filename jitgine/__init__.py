@@ -4,8 +4,9 @@
     import jitgine.functional as F
 """
 
-from . import functional
+from . import functional, random
 from .runtime import get_num_threads, set_num_threads
+from .serialization import load, save
 from .tensor import Parameter, Tensor, tensor
 
 __version__ = "0.1.0"
