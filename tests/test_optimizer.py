@@ -176,3 +176,38 @@ def test_mlp_on_fashion_mnist_learns_with_grad_manager_and_sgd():
     assert np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4]), losses
     accuracy = (net(jg.tensor(images)).numpy().argmax(1) == labels).mean()
     assert accuracy > 0.6
+
+
+@pytest.mark.parametrize("make_opt", [lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
+                                      lambda ps: optim.AdamW(ps, lr=0.01)])
+def test_traced_training_step_matches_eager(make_opt):
+    from jitgine.jit import trace
+
+    rng = np.random.default_rng(0)
+    x = jg.tensor(rng.standard_normal((16, 6)).astype(np.float32))
+    y = jg.tensor(rng.integers(0, 3, 16).astype(np.int32))
+    runs = []
+    for traced in (False, True):
+        jitgine.random.seed(1)
+        net = M.Sequential(M.Linear(6, 8), M.Tanh(), M.Linear(8, 3))
+        gm = GradManager().attach(net.parameters())
+        opt = make_opt(list(net.parameters()))
+        scheduler = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+        def train_step(data, label):
+            with gm:
+                loss = F.loss.cross_entropy(net(data), label)
+                gm.backward(loss)
+            opt.step().clear_grad()
+            return loss
+
+        step = trace(symbolic=True)(train_step) if traced else train_step
+        losses = []
+        for _ in range(5):
+            losses.append(float(step(x, y).numpy()))
+            scheduler.step()  # a new lr reaches the compiled step through the lr tensor
+        runs.append((losses, [p.numpy() for p in net.parameters()]))
+        assert not traced or step.retraces == 0  # lr and Adam's step count are tensors, not constants
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-4)
+    for a, b in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

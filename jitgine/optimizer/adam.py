@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import functional as F
 from ..tensor import Tensor
-from .optimizer import Optimizer, ParamGroup
+from .optimizer import Optimizer, ParamGroup, zeros_slot
 
 
 class Adam(Optimizer):
@@ -35,8 +35,8 @@ class Adam(Optimizer):
             grad = F.add(grad, F.mul(param, wd))
         if "step" not in state:
             state["step"] = Tensor(np.zeros((), param.dtype))
-            state["exp_avg"] = F.zeros_like(param)
-            state["exp_avg_sq"] = F.zeros_like(param)
+            state["exp_avg"] = zeros_slot(param)
+            state["exp_avg_sq"] = zeros_slot(param)
         step = F.add(state["step"], 1.0)
         m = F.add(F.mul(state["exp_avg"], beta1), F.mul(grad, 1.0 - beta1))
         v = F.add(F.mul(state["exp_avg_sq"], beta2), F.mul(F.mul(grad, grad), 1.0 - beta2))

@@ -40,6 +40,12 @@ class ParamGroup(dict):
                 tensor._reset(Tensor(np.asarray(float(value), dtype)))
 
 
+def zeros_slot(param: Tensor) -> Tensor:
+    """A new state slot of zeros shaped like `param`, as concrete storage (not an op), so that a slot
+    first created inside a traced step is captured state that `_reset` can update."""
+    return Tensor(np.zeros(param.shape, param.dtype))
+
+
 class Optimizer:
     """Subclass and implement `_update(param, grad, group, state)` in F ops."""
 

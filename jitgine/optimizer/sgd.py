@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from .. import functional as F
 from ..tensor import Tensor
-from .optimizer import Optimizer, ParamGroup
+from .optimizer import Optimizer, ParamGroup, zeros_slot
 
 
 class SGD(Optimizer):
@@ -27,7 +27,7 @@ class SGD(Optimizer):
         momentum = group["momentum"]
         if momentum:
             if "momentum_buffer" not in state:
-                state["momentum_buffer"] = F.zeros_like(param)
+                state["momentum_buffer"] = zeros_slot(param)
             buf = F.add(F.mul(state["momentum_buffer"], momentum), grad)
             state["momentum_buffer"]._reset(buf)
             grad = F.add(grad, F.mul(buf, momentum)) if group["nesterov"] else buf
