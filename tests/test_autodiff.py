@@ -440,3 +440,14 @@ def test_only_needed_cotangents_are_computed():
             dispatch.recorders.pop()
     assert taped.count("matmul") == 1  # dw only, not dx
     np.testing.assert_allclose(w.grad.numpy(), np.full((3, 2), 4.0))
+
+
+def test_each_parameter_gets_its_own_grad_tensor():
+    a, b = jg.Parameter(np.ones(2)), jg.Parameter(np.ones(2))
+    gm = GradManager().attach([a, b])
+    dy = jg.tensor(np.array([1.0, 2.0]))
+    with gm:
+        gm.backward(a + b, dy)
+    assert a.grad is not b.grad and a.grad is not dy
+    a.grad._reset(jg.tensor(np.zeros(2)))
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 2.0])

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..core import dispatch
 from ..core.dispatch import apply1
+from ..functional.shape import detach
 from ..tensor import Tensor, as_tensor
 from .vjp import NON_DIFFERENTIABLE, VJP, needing
 
@@ -175,7 +176,9 @@ class GradManager:
                     replaced = callback(param, grad)
                     if replaced is not None:
                         grad = replaced
-                param.grad = grad if param.grad is None else apply1("add", param.grad, grad)
+                # A fresh Tensor object per parameter: cotangents are shared (y = a + b gives a and b
+                # one object, and dy is the caller's), and a later grad._reset must not reach the others.
+                param.grad = detach(grad) if param.grad is None else apply1("add", param.grad, grad)
         finally:
             _backward_depth -= 1
             self.release()

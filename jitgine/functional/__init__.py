@@ -13,6 +13,6 @@ from .shape import (
 )
 from . import nn  # noqa: E402  (F.nn: MegEngine's alias module)
 from .nn import (  # noqa: E402
-    batch_norm, gelu, hsigmoid, leaky_relu, linear, log_softmax, logsumexp, matmul, one_hot, relu6, silu, softmax, softplus,
+    batch_norm, dropout, gelu, hsigmoid, leaky_relu, linear, log_softmax, logsumexp, matmul, one_hot, relu6, silu, softmax, softplus,
 )
 from . import loss  # noqa: E402  (F.loss)

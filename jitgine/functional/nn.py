@@ -22,7 +22,7 @@ from .shape import arange, reshape, squeeze, expand_dims
 
 __all__ = [
     "matmul", "linear", "softmax", "log_softmax", "logsumexp", "gelu", "silu", "softplus", "leaky_relu",
-    "relu6", "hsigmoid", "one_hot", "batch_norm", "relu", "sigmoid", "tanh",
+    "relu6", "hsigmoid", "one_hot", "batch_norm", "dropout", "relu", "sigmoid", "tanh",
 ]
 
 
@@ -143,6 +143,15 @@ def one_hot(inp: Any, num_classes: int) -> Tensor:
         raise TypeError(f"one_hot: labels must be an integer tensor, got {inp.dtype}; cast with astype('int32')")
     classes = arange(num_classes, dtype=inp.dtype)
     return cast(equal(expand_dims(inp, inp.ndim), classes), DType.int32)
+
+
+def dropout(inp: Any, drop_prob: float, training: bool = True) -> Tensor:
+    """Identity when not training or drop_prob is 0; training dropout needs a random primitive (not yet)."""
+    if not 0.0 <= drop_prob < 1.0:
+        raise ValueError(f"dropout: drop_prob must be in [0, 1), got {drop_prob}")
+    if not training or drop_prob == 0.0:
+        return as_tensor(inp)
+    raise NotImplementedError("Dropout in training needs the random primitive")
 
 
 def batch_norm(inp: Any, running_mean: Tensor | None = None, running_var: Tensor | None = None,
