@@ -451,3 +451,25 @@ def test_each_parameter_gets_its_own_grad_tensor():
     assert a.grad is not b.grad and a.grad is not dy
     a.grad._reset(jg.tensor(np.zeros(2)))
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 2.0])
+
+
+def test_batch_norm_training_vjp_and_running_stats_stay_out_of_the_tape():
+    rng = np.random.default_rng(5)
+    mean, var = jg.tensor(np.zeros(2)), jg.tensor(np.ones(2))
+    check_grad(lambda x, w, b: F.batch_norm(x, mean, var, w, b, training=True),
+               rng.standard_normal((3, 2, 2)), rng.standard_normal(2), rng.standard_normal(2))
+    assert mean.numpy().any()  # updated in place along the way
+
+
+def test_matmul_interpreter_meaning():
+    from ir.graph import GraphBuilder
+    from ir.interpret import run
+
+    f64 = DType.float64
+    builder = GraphBuilder("g")
+    a = builder.input(TensorType((2, 4, 3), f64))
+    b = builder.input(TensorType((5, 3), f64))
+    graph = builder.output(builder.add("matmul", [a, b], transpose_b=True).result)
+    A, B = np.random.default_rng(0).standard_normal((2, 4, 3)), np.random.default_rng(1).standard_normal((5, 3))
+    (out,) = run(graph, [A, B])
+    np.testing.assert_allclose(out, A @ B.T, rtol=1e-12)
