@@ -14,7 +14,7 @@ from ir.types import DType, promote
 from ..core.dispatch import apply1
 from ..tensor import Tensor, as_tensor
 from .elementwise import (
-    abs, add, cast, equal, erf, exp, log, log1p, maximum, minimum, mul, relu, sigmoid, sub, tanh, true_div,
+    abs, add, cast, equal, erf, exp, log, log1p, minimum, mul, relu, sigmoid, sub, tanh, true_div,
     where,
 )
 from .reduction import max, sum
@@ -63,12 +63,12 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
 
 
 def _axis(name: str, x: Tensor, axis: int) -> int:
-    if not isinstance(axis, int) or not -x.ndim <= axis < max_(x.ndim, 1):
+    if not isinstance(axis, int) or not -x.ndim <= axis < _larger(x.ndim, 1):
         raise ValueError(f"{name}: axis {axis} is out of range for a tensor of shape {x.shape}")
     return axis % x.ndim if x.ndim else 0
 
 
-def max_(a: int, b: int) -> int:
+def _larger(a: int, b: int) -> int:  # the builtin max is shadowed by F.max here
     return a if a > b else b
 
 
@@ -182,14 +182,14 @@ def batch_norm(inp: Any, running_mean: Tensor | None = None, running_var: Tensor
     if training:
         mean = sum(x, axes, keepdims=True)
         count = x.size // channels if channels else 0
-        mean = mul(mean, 1.0 / max_(count, 1))
+        mean = mul(mean, 1.0 / _larger(count, 1))
         centered = sub(x, mean)
-        var = mul(sum(mul(centered, centered), axes, keepdims=True), 1.0 / max_(count, 1))
+        var = mul(sum(mul(centered, centered), axes, keepdims=True), 1.0 / _larger(count, 1))
         if inplace and running_mean is not None:
             new = add(mul(per_channel(running_mean, "running_mean"), momentum), mul(mean.detach(), 1.0 - momentum))
             running_mean._reset(cast(reshape(new, running_mean.shape), running_mean._type.dtype))
         if inplace and running_var is not None:
-            unbiased = mul(var.detach(), count / max_(count - 1, 1))
+            unbiased = mul(var.detach(), count / _larger(count - 1, 1))
             new = add(mul(per_channel(running_var, "running_var"), momentum), mul(unbiased, 1.0 - momentum))
             running_var._reset(cast(reshape(new, running_var.shape), running_var._type.dtype))
     else:
