@@ -15,7 +15,7 @@ from ir.graph import Graph, GraphBuilder, Value
 from ir.interpret import run, strided_view
 from ir.ops import REDUCTIONS, is_elementwise
 from ir.parser import parse_graph
-from ir.passes import PASSES, PassManager
+from ir.passes import PASSES, PassManager, _load_all  # noqa: F401  (registers every pass)
 from ir.passes._pipeline import DEFAULT_PIPELINE, optimize
 from ir.printer import print_graph
 from ir.types import DType, TensorType
@@ -288,6 +288,18 @@ def test_fusion_composes_layout_chains_into_views():
     assert broadcast.operands == (x,) and broadcast.attr("views") == ((1, 0, 3, 12, 0),)
     assert producers[flattened.operands[0]].op == "reshape" and flattened.attr("views") == ((0, 1),)
     inputs = random_inputs(graph, 4)
+    _assert_same(run(graph, inputs), run(out, inputs), exact=True)
+
+
+def test_fusion_keeps_signed_zero_constants_apart():
+    b, (x,) = _builder((3,))
+    zero = b.apply("constant", value=0.0, shape=(3,), dtype="f32")
+    negative_zero = b.apply("constant", value=-0.0, shape=(3,), dtype="f32")
+    y = b.apply("div", x, b.apply("select", b.apply("eq", x, zero), x, negative_zero))
+    graph = b.output(y)
+    out = PASSES["fuse_elementwise"](graph)
+    assert [n.attr("value") for n in out.nodes[0].region.nodes if n.op == "constant"] == [0.0, -0.0]
+    inputs = [np.array([1.0, -2.0, 0.0], np.float32)]
     _assert_same(run(graph, inputs), run(out, inputs), exact=True)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ..graph import Graph, Node, Value, freeze_attrs
 from ..ops import REDUCTIONS, infer, is_elementwise
+from ..printer import format_attr
 from ..types import TensorType, contiguous_strides
 from . import register_pass
 from .dce import dce
@@ -222,7 +223,8 @@ class _Fuser:
             if source.splat is not None:
                 c = source.splat
                 attrs = freeze_attrs({"value": c.attr("value"), "shape": (), "dtype": c.result.dtype.value})
-                key = ("splat", attrs)
+                # By text: 0.0 == -0.0 (and 1 == 1.0 == True) must stay distinct constants.
+                key = ("splat", c.result.dtype, format_attr(c.attr("value")))
                 if key not in by_source:
                     node = Node("constant", (), attrs, (Value(TensorType((), c.result.dtype)),))
                     region_nodes.append(node)
