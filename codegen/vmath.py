@@ -104,10 +104,13 @@ _TANH_SAT = {32: 9.1, 64: 19.1}
 class _Math:
     """Arithmetic on one float type, scalar or vector: Python numbers splat to its shape."""
 
-    def __init__(self, builder: ir.IRBuilder, ty: ir.Type):
+    def __init__(self, builder: ir.IRBuilder, ty: ir.Type, op: str = "?"):
         elem = ty.element if isinstance(ty, ir.VectorType) else ty
         if not isinstance(elem, (ir.FloatType, ir.DoubleType)):
-            raise TypeError(f"vmath: expected float, double or a vector of them, got {ty}")
+            raise TypeError(
+                f"vmath.{op}: expected a float or double value (scalar or vector), got {ty}; "
+                "convert integers with sitofp/uitofp first"
+            )
         self.b = builder
         self.ty = ty
         self.count = ty.count if isinstance(ty, ir.VectorType) else None
@@ -123,7 +126,7 @@ class _Math:
 
     def with_bits(self, bits: int) -> _Math:
         elem = ir.DoubleType() if bits == 64 else ir.FloatType()
-        return _Math(self.b, self.shape(elem))
+        return _Math(self.b, self.shape(elem), "with_bits")
 
     def v(self, a):
         """`a` as a value of this type (numbers become splatted constants)."""
@@ -279,12 +282,12 @@ def _exp(m: _Math, x, lo=None):
 
 def exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """e^x; overflows to inf, underflows through denormals to 0, NaN stays NaN."""
-    return _exp(_Math(builder, x.type), x)
+    return _exp(_Math(builder, x.type, "exp"), x)
 
 
 def expm1(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """e^x - 1, accurate near 0 (keeps -0); -1 for very negative x, inf on overflow."""
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, "expm1")
     ln2_hi, ln2_lo = _LN2[m.bits]
     xc = m.clamp(x, *_EXP_RANGE[m.bits])
     n = m.rint(m.mul(xc, _LOG2E))
@@ -303,7 +306,7 @@ def expm1(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 def tanh(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """tanh(x) = t / (t + 2), t = expm1(2|x|), with the sign of x; exactly +-1 for large |x|."""
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, "tanh")
     a = m.abs(x)
     sat = _TANH_SAT[m.bits]
     a = m.sel(m.cmp(">", a, sat), sat, a)  # NaN passes through
@@ -313,7 +316,7 @@ def tanh(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 def logistic(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """1 / (1 + e^-x), computed as e^-|x| / (1 + e^-|x|) for x < 0 so nothing overflows."""
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, "logistic")
     e = exp(builder, m.neg(m.abs(x)))
     return m.div(m.sel(m.cmp(">=", x, 0.0), 1.0, e), m.add(e, 1.0))
 
@@ -367,14 +370,14 @@ def _log_specials(m: _Math, x, y, pole):
 
 def log(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Natural log; denormals handled, log(+-0) = -inf, log(x < 0) = NaN."""
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, "log")
     k, f = _log_reduce(m, x)
     return _log_specials(m, x, _log_finish(m, k, f), 0.0)
 
 
 def log1p(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """log(1 + x): reduces u = fl(1 + x) like log and adds back the rounding error of u."""
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, "log1p")
     u, err = m.two_sum(x, 1.0)
     k, f = _log_reduce(m, u)
     y = _log_finish(m, k, f, m.div(err, u))
@@ -386,7 +389,7 @@ def log1p(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 def erf(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Error function: x (1 + E(x^2)) below 1, 1 - exp(-x^2) G(|x|) above, odd, +-1 at +-inf."""
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, "erf")
     a = m.abs(x)
     small = m.fma(a, m.poly(m.mul(a, a), _ERF_E[m.bits]), a)
     sat = _ERF_SAT[m.bits]
@@ -401,14 +404,14 @@ def erf(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 # ---------------------------------------------------------------- sin, cos
 
-def _sincos(builder: ir.IRBuilder, x: ir.Value, quadrant_shift: float) -> ir.Value:
+def _sincos(builder: ir.IRBuilder, x: ir.Value, quadrant_shift: float, op: str) -> ir.Value:
     """sin(x + quadrant_shift * pi/2): reduction to |r| <= pi/4 in double precision.
 
     The reduction is exact for |x| < 2^20 * pi/2 (1.6e6) and, with FMA, stays
     accurate well beyond; there is no Payne-Hanek reduction, so for huge |x| the
     result is a value in [-1, 1] but not sin(x).
     """
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, op)
     d = m.with_bits(64)
     xd = builder.fpext(x, d.ty) if m.bits == 32 else x
     n = d.rint(d.mul(xd, _TWO_OVER_PI))
@@ -432,13 +435,13 @@ def _sincos(builder: ir.IRBuilder, x: ir.Value, quadrant_shift: float) -> ir.Val
 
 def sin(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Sine (sin(-0) = -0, NaN for inf and NaN); see _sincos for the argument range."""
-    m = _Math(builder, x.type)
-    return m.sel(m.cmp("==", x, 0.0), x, _sincos(builder, x, 0.0))
+    m = _Math(builder, x.type, "sin")
+    return m.sel(m.cmp("==", x, 0.0), x, _sincos(builder, x, 0.0, "sin"))
 
 
 def cos(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Cosine (NaN for inf and NaN); see _sincos for the argument range."""
-    return _sincos(builder, x, 1.0)
+    return _sincos(builder, x, 1.0, "cos")
 
 
 # ---------------------------------------------------------------- pow
@@ -484,13 +487,18 @@ def pow(builder: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     y*log(x) in double-double so results near the overflow bound stay within a few ulp.
     """
     _check_same(x, y, "pow")
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, "pow")
     d = m.with_bits(64)
     if m.bits == 32:
         x, y = builder.fpext(x, d.ty), builder.fpext(y, d.ty)
     inf = float("inf")
     ax = d.abs(x)
-    r = _pow_magnitude(d, ax, y)
+    if m.bits == 32:
+        # |y log x| < 104 in float32's range: plain double log/exp leave ~1e-14 relative error.
+        k, f = _log_reduce(d, ax)
+        r = _exp(d, d.mul(y, _log_finish(d, k, f)))
+    else:
+        r = _pow_magnitude(d, ax, y)
     y_int = d.cmp("==", d.floor(y), y)
     half = d.mul(y, 0.5)
     y_odd = d.b.and_(y_int, d.cmp("!=", d.floor(half), half))
@@ -513,10 +521,10 @@ def pow(builder: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
 
 def sqrt(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Correctly rounded square root (llvm.sqrt: one sqrtps/sqrtpd)."""
-    return _Math(builder, x.type).intrinsic("sqrt", x)
+    return _Math(builder, x.type, "sqrt").intrinsic("sqrt", x)
 
 
 def rsqrt(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """1 / sqrt(x) with a true division, not the 12-bit rsqrtps estimate."""
-    m = _Math(builder, x.type)
+    m = _Math(builder, x.type, "rsqrt")
     return m.div(1.0, m.intrinsic("sqrt", x))

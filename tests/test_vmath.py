@@ -340,3 +340,31 @@ def test_scalar_loop_vectorises_without_libm_calls():
         assert any(f"<{w} x float>" in body for w in widths), f"{name} loop was not vectorised"
         callees = set(re.findall(r"call [^@]*@([\w.]+)", body))
         assert all(c.startswith("llvm.") for c in callees), callees
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_straight_line_code_with_single_instruction_intrinsics_only(dtype):
+    allowed = {"fma", "fabs", "floor", "rint", "copysign", "sqrt"}
+    for ty in (_ir_type(dtype), ir.VectorType(_ir_type(dtype), _lanes(dtype))):
+        for name in FUNCS:
+            module = ir.Module()
+            arity = 2 if name == "pow" else 1
+            func = ir.Function(module, ir.FunctionType(ty, [ty] * arity), "f")
+            builder = ir.IRBuilder(func.append_basic_block())
+            builder.ret(getattr(vmath, name)(builder, *func.args))
+            assert len(func.blocks) == 1
+            declared = {f.name for f in module.functions if f.is_declaration}
+            assert {n.split(".")[1] for n in declared} <= allowed, (name, declared)
+            assert all(n.startswith("llvm.") for n in declared), declared
+            target.parse(str(module))  # well-formed and verifies
+
+
+def test_type_errors_name_the_function():
+    module = ir.Module()
+    func = ir.Function(module, ir.FunctionType(ir.VoidType(), [ir.IntType(32), ir.FloatType(), ir.DoubleType()]), "f")
+    builder = ir.IRBuilder(func.append_basic_block())
+    i, f, d = func.args
+    with pytest.raises(TypeError, match="vmath.exp"):
+        vmath.exp(builder, i)
+    with pytest.raises(TypeError, match="vmath.pow"):
+        vmath.pow(builder, f, d)
