@@ -317,6 +317,16 @@ def test_fusion_keeps_multiple_results_and_order():
     _assert_same(run(graph, inputs), run(out, inputs), exact=False)
 
 
+def test_fusion_keeps_a_reduced_value_that_is_also_an_output():
+    b, (x,) = _builder((3, 4))
+    e = b.apply("exp", x)
+    graph = b.output(b.apply("reduce_sum", e, axes=(0,)), e)
+    out = PASSES["fuse_elementwise"](graph)
+    assert _ops(out) == ["fused", "fused_reduce"]
+    inputs = random_inputs(graph, 10)
+    _assert_same(run(graph, inputs), run(out, inputs), exact=False)
+
+
 def test_fusion_never_crosses_assign_or_non_elementwise():
     b, (x, state) = _builder((4,), (4,))
     w = b.apply("assign", state, b.apply("exp", x))

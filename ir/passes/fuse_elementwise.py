@@ -203,7 +203,8 @@ class _Fuser:
             gid = self.group_of.get(p) if p is not None else None
             if gid is None or self.groups[gid].reduce is not None:
                 continue
-            if self.external_results(self.groups[gid]) == [node.operands[0]] and self.users[node.operands[0]] == [i]:
+            x = node.operands[0]
+            if self.external_results(self.groups[gid]) == [x] and self.users[x] == [i] and x not in self.outputs:
                 self.groups[gid].reduce = i
 
     def build_region(self, members: list[int], roots: list[Value], shape: tuple[int, ...]):
