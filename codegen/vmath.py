@@ -112,6 +112,7 @@ class _Math:
                 "convert integers with sitofp/uitofp first"
             )
         self.b = builder
+        self.op = op
         self.ty = ty
         self.count = ty.count if isinstance(ty, ir.VectorType) else None
         self.bits = 64 if isinstance(elem, ir.DoubleType) else 32
@@ -119,14 +120,13 @@ class _Math:
         self.bias = 1023 if self.bits == 64 else 127
         self.ity = self.shape(ir.IntType(self.bits))
         self.i32 = self.shape(ir.IntType(32))
-        self.i1 = self.shape(ir.IntType(1))
 
     def shape(self, elem: ir.Type) -> ir.Type:
         return ir.VectorType(elem, self.count) if self.count else elem
 
     def with_bits(self, bits: int) -> _Math:
         elem = ir.DoubleType() if bits == 64 else ir.FloatType()
-        return _Math(self.b, self.shape(elem), "with_bits")
+        return _Math(self.b, self.shape(elem), self.op)
 
     def v(self, a):
         """`a` as a value of this type (numbers become splatted constants)."""
@@ -134,9 +134,9 @@ class _Math:
             return ir.Constant(self.ty, [float(a)] * self.count if self.count else float(a))
         return a
 
-    def i(self, a: int, ty: ir.Type | None = None) -> ir.Constant:
-        ty = ty or self.ity
-        return ir.Constant(ty, [a] * self.count if self.count else a)
+    def i(self, a: int) -> ir.Constant:
+        """An integer constant of the same width and shape as the float type."""
+        return ir.Constant(self.ity, [a] * self.count if self.count else a)
 
     def intrinsic(self, name: str, *args):
         ty = args[0].type
@@ -343,7 +343,7 @@ def _log_reduce(m: _Math, x):
 
 
 def _log_tail(m: _Math, f):
-    """(s, hfsq, s*(hfsq + R)) of the FreeBSD split log(1+f) = f - hfsq + s (hfsq + R)."""
+    """(hfsq, s*(hfsq + R)) of the FreeBSD split log(1+f) = f - hfsq + s (hfsq + R), s = f/(2+f)."""
     s = m.div(f, m.add(f, 2.0))
     z = m.mul(s, s)
     r = m.mul(z, m.poly(z, _LOG_R[m.bits]))
