@@ -145,7 +145,8 @@ class _Fuser:
         self.outputs = set(graph.outputs)
         self.group_of: dict[int, int] = {}  # node index -> group id
         self.groups: dict[int, Group] = {}
-        self.ancestors: list[int] = []
+        self.ancestors: list[int] = []  # per node, a bitset of itself and every node it depends on
+        self.extra: list[Node] = []  # new graph-level nodes (materialised splats)
 
     def producer_index(self, value: Value) -> int | None:
         node = self.producer.get(value)
@@ -207,7 +208,7 @@ class _Fuser:
             if self.external_results(self.groups[gid]) == [x] and self.users[x] == [i] and x not in self.outputs:
                 self.groups[gid].reduce = i
 
-    def build_region(self, members: list[int], roots: list[Value], shape: tuple[int, ...]):
+    def build_region(self, members: list[int], roots: list[Value]):
         """The region computing `roots` from `members`, with its operands and their views."""
         inside = {r for m in members for r in self.nodes[m].results}
         scalar: dict[Value, Value] = {}
@@ -252,8 +253,9 @@ class _Fuser:
                 scalar_of(root)
         return Graph(params, region_nodes, [scalar[r] for r in roots], "region"), operands, views
 
-    def fused_node(self, op: str, members: list[int], roots: list[Value], shape, **extra) -> Node:
-        region, operands, views = self.build_region(members, roots, shape)
+    def fused_node(self, op: str, members: list[int], roots: list[Value], shape: tuple[int, ...],
+                   **extra: object) -> Node:
+        region, operands, views = self.build_region(members, roots)
         if op == "fused_reduce" and not operands:
             # The kernel takes its index space from its inputs: give it one (the splat, materialised).
             region, operands, views = self._materialise_splat(region, shape)
@@ -261,7 +263,8 @@ class _Fuser:
         types = infer(op, [v.type for v in operands], dict(attrs), region)
         return Node(op, tuple(operands), attrs, tuple(Value(t) for t in types), region)
 
-    def _materialise_splat(self, region: Graph, shape):
+    def _materialise_splat(self, region: Graph, shape: tuple[int, ...]):
+        """Turn the region's first constant (every operand was a splat) into a graph-level operand."""
         constant = region.nodes[0]
         buffer = Node("constant", (), constant.attrs, (Value(constant.result.type),))
         self.extra.append(buffer)
@@ -274,7 +277,6 @@ class _Fuser:
     def run(self) -> Graph:
         self.form_groups()
         self.absorb_reductions()
-        self.extra: list[Node] = []
         emitted: list[tuple[int, Node]] = []
         replace: dict[Value, Value] = {}
         done: set[int] = set()
