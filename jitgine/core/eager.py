@@ -235,3 +235,4 @@ def _assign(attrs, arrays, types):
     copy_into(target, value)
     return [target]
 from . import eager_nn  # noqa: E402,F401  (contraction executors register themselves)
+from . import eager_conv  # noqa: E402,F401  (window-op executors register themselves)

@@ -16,3 +16,4 @@ from .nn import (  # noqa: E402
     batch_norm, dropout, gelu, hsigmoid, leaky_relu, linear, log_softmax, logsumexp, matmul, one_hot, relu6, silu, softmax, softplus,
 )
 from . import loss  # noqa: E402  (F.loss)
+from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402

@@ -1,0 +1,117 @@
+"""Pooling kernels (max / average, forward and backward) as window loops.
+
+Each is `kernel(i8** pointers, i64* meta)` with meta [planes, grain, H, W, OH,
+OW, KH, KW, SH, SW, PH, PW], parallel over the N*C planes (codegen.conv's
+plane driver): a thread owns whole planes, so results do not depend on the
+thread count. Max pooling skips padding (it acts as -inf) and its gradient
+goes to the first maximum of each window in row-major order; average pooling
+divides by KH*KW (padding counts as zeros, PyTorch's count_include_pad=True).
+The window loops are scalar, with bounds checks per tap.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ir.types import DType
+
+from . import emit
+from .conv import define_plane_kernel, in_range
+from .emit import I64
+from .loops import for_range
+
+N_META = 12
+
+
+def _taps(b: ir.IRBuilder, meta, oh, ow, visit) -> None:
+    """visit(offset) for every in-bounds input element of window (oh, ow), row-major."""
+    H, W, OH, OW, KH, KW, SH, SW, PH, PW = meta[2:]
+    with for_range(b, I64(0), KH, name="kh") as kh:
+        ih = b.add(b.sub(b.mul(oh, SH), PH), kh)
+        with b.if_then(in_range(b, ih, H)):
+            with for_range(b, I64(0), KW, name="kw") as kw:
+                iw = b.add(b.sub(b.mul(ow, SW), PW), kw)
+                with b.if_then(in_range(b, iw, W)):
+                    visit(b.add(b.mul(ih, W), iw))
+
+
+def _windows(b: ir.IRBuilder, meta, visit_window) -> None:
+    OH, OW = meta[4], meta[5]
+    with for_range(b, I64(0), OH, name="oh") as oh:
+        with for_range(b, I64(0), OW, name="ow") as ow:
+            visit_window(oh, ow, b.add(b.mul(oh, OW), ow))
+
+
+def _planes(b, pointers, meta, task, sizes):
+    return [b.gep(p, [b.mul(task, size)]) for p, size in zip(pointers, sizes)]
+
+
+def _zero(b, plane, count, dtype):
+    with for_range(b, I64(0), count, name="z") as z:
+        b.store(emit.constant(dtype, 0.0), b.gep(plane, [z]))
+
+
+def define_pool(module: ir.Module, name: str, dtype: DType, primitive: str) -> ir.Function:
+    """primitive: max_pool2d (pointers [y, x]), avg_pool2d ([y, x]), max_pool2d_grad ([dx, x, dy]),
+    avg_pool2d_grad ([dx, dy])."""
+    scalar = emit.register_type(dtype)
+
+    def body(b, pointers, meta, task):
+        H, W, OH, OW, KH, KW = meta[2:8]
+        hw, ohw = b.mul(H, W), b.mul(OH, OW)
+        area = b.sitofp(b.mul(KH, KW), scalar)
+        best = b.alloca(scalar)
+        where = b.alloca(I64)
+        if primitive in ("max_pool2d", "avg_pool2d"):
+            y, x = _planes(b, pointers, meta, task, [ohw, hw])
+
+            def window(oh, ow, out):
+                b.store(emit.constant(dtype, float("-inf") if primitive == "max_pool2d" else 0.0), best)
+
+                def visit(offset):
+                    value, current = b.load(b.gep(x, [offset])), b.load(best)
+                    if primitive == "max_pool2d":
+                        b.store(b.select(b.fcmp_ordered(">", value, current), value, current), best)
+                    else:
+                        b.store(b.fadd(current, value), best)
+
+                _taps(b, meta, oh, ow, visit)
+                result = b.load(best)
+                b.store(result if primitive == "max_pool2d" else b.fdiv(result, area), b.gep(y, [out]))
+        elif primitive == "max_pool2d_grad":
+            dx, x, dy = _planes(b, pointers, meta, task, [hw, hw, ohw])
+            _zero(b, dx, hw, dtype)
+
+            def window(oh, ow, out):
+                b.store(emit.constant(dtype, float("-inf")), best)
+                b.store(I64(-1), where)
+
+                def visit(offset):
+                    value, current = b.load(b.gep(x, [offset])), b.load(best)
+                    take = b.or_(b.fcmp_ordered(">", value, current), b.icmp_signed("<", b.load(where), I64(0)))
+                    with b.if_then(take):
+                        b.store(value, best)
+                        b.store(offset, where)
+
+                _taps(b, meta, oh, ow, visit)
+                index = b.load(where)
+                with b.if_then(b.icmp_signed(">=", index, I64(0))):
+                    target = b.gep(dx, [index])
+                    b.store(b.fadd(b.load(target), b.load(b.gep(dy, [out]))), target)
+        else:
+            dx, dy = _planes(b, pointers, meta, task, [hw, ohw])
+            _zero(b, dx, hw, dtype)
+
+            def window(oh, ow, out):
+                share = b.fdiv(b.load(b.gep(dy, [out])), area)
+
+                def visit(offset):
+                    target = b.gep(dx, [offset])
+                    b.store(b.fadd(b.load(target), share), target)
+
+                _taps(b, meta, oh, ow, visit)
+
+        _windows(b, meta, window)
+
+    n_pointers = 3 if primitive == "max_pool2d_grad" else 2
+    return define_plane_kernel(module, name, dtype, n_pointers, N_META, body)

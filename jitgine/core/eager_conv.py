@@ -1,0 +1,157 @@
+"""Eager executors of the window primitives: im2col/col2im + compiled GEMM, and pooling kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from codegen import kernels
+from codegen.conv import define_col2im, define_im2col
+from codegen.gemm import compile_gemm
+from codegen.pool import define_pool
+from ir.types import DType
+
+from .eager import contiguous, empty, register, run_fused, single_op_region
+
+# Scratch (im2col columns) per batch chunk, in elements: about the L3 size, at least one image.
+SCRATCH_ELEMENTS = 1 << 21
+# Below this many elements a kernel runs on the calling thread (waking threads costs microseconds).
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+
+def _grain(tasks: int, work: int) -> int:
+    return tasks if work < PARALLEL_MIN_ELEMENTS else 1
+
+
+def _kernel(kind: str, dtype: DType, build):
+    return kernels.get_kernel((kind, dtype), lambda module, name: build(module, name, dtype))
+
+
+def _attrs(attrs: dict) -> tuple:
+    return (attrs.get("stride", (1, 1)), attrs.get("padding", (0, 0)), attrs.get("dilation", (1, 1)),
+            attrs.get("groups", 1))
+
+
+def _im2col(col: np.ndarray, x: np.ndarray, khw, ohw, stride, padding, dilation, img_stride: int,
+            row_stride: int) -> None:
+    n, c, h, w = x.shape
+    dtype = DType.parse(x.dtype.name)
+    tasks = n * c
+    meta = [tasks, _grain(tasks, tasks * khw[0] * khw[1] * ohw[0] * ohw[1]), c, h, w, *khw, *ohw, *stride,
+            *padding, *dilation, img_stride, row_stride]
+    _kernel("im2col", dtype, define_im2col)([col.ctypes.data, x.ctypes.data], meta)
+
+
+def _chunk(n: int, per_image: int) -> int:
+    return max(1, min(n, SCRATCH_ELEMENTS // max(per_image, 1)))
+
+
+@register("conv2d")
+def _conv2d(attrs, arrays, types):
+    x, w = contiguous(arrays[0]), contiguous(arrays[1])
+    stride, padding, dilation, groups = _attrs(attrs)
+    y = empty(types[0])
+    n, c = x.shape[:2]
+    o, cg, kh, kw = w.shape
+    oh, ow = y.shape[2:]
+    p, ck, og = oh * ow, cg * kh * kw, o // groups
+    if y.size == 0:
+        return [y]
+    chunk = _chunk(n, c * kh * kw * p)
+    col = np.empty((chunk, c * kh * kw, p), x.dtype)
+    gemm = compile_gemm(x.dtype.name, False, False)
+    w2 = w.reshape(o, ck)
+    for n0 in range(0, n, chunk):
+        nc = min(chunk, n - n0)
+        _im2col(col, x[n0:n0 + nc], (kh, kw), (oh, ow), stride, padding, dilation, c * kh * kw * p, p)
+        y3 = y[n0:n0 + nc].reshape(nc, o, p)
+        for g in range(groups):
+            gemm(w2[g * og:(g + 1) * og], col[:nc, g * ck:(g + 1) * ck], out=y3[:, g * og:(g + 1) * og])
+    return [y]
+
+
+@register("conv2d_grad_input")
+def _conv2d_grad_input(attrs, arrays, types):
+    dy, w = contiguous(arrays[0]), contiguous(arrays[1])
+    stride, padding, dilation, groups = _attrs(attrs)
+    dx = empty(types[0])
+    n, c, h, wd = dx.shape
+    o, cg, kh, kw = w.shape
+    oh, ow = dy.shape[2:]
+    p, ck, og = oh * ow, cg * kh * kw, o // groups
+    if dx.size == 0:
+        return [dx]
+    chunk = _chunk(n, c * kh * kw * p)
+    col = np.empty((chunk, c * kh * kw, p), dy.dtype)
+    gemm = compile_gemm(dy.dtype.name, True, False)
+    w2 = w.reshape(o, ck)
+    dtype = DType.parse(dy.dtype.name)
+    for n0 in range(0, n, chunk):
+        nc = min(chunk, n - n0)
+        dy3 = dy[n0:n0 + nc].reshape(nc, o, p)
+        for g in range(groups):
+            gemm(w2[g * og:(g + 1) * og], dy3[:, g * og:(g + 1) * og], out=col[:nc, g * ck:(g + 1) * ck])
+        tasks = nc * c
+        meta = [tasks, _grain(tasks, col[:nc].size), c, h, wd, kh, kw, oh, ow, *stride, *padding, *dilation,
+                c * kh * kw * p, p]
+        _kernel("col2im", dtype, define_col2im)([dx[n0:n0 + nc].ctypes.data, col.ctypes.data], meta)
+    return [dx]
+
+
+@register("conv2d_grad_weight")
+def _conv2d_grad_weight(attrs, arrays, types):
+    x, dy = contiguous(arrays[0]), contiguous(arrays[1])
+    stride, padding, dilation, groups = _attrs(attrs)
+    dw = empty(types[0])
+    n, c = x.shape[:2]
+    o, cg, kh, kw = dw.shape
+    oh, ow = dy.shape[2:]
+    p, ck, og = oh * ow, cg * kh * kw, o // groups
+    if n == 0 or p == 0:
+        dw.fill(0)
+        return [dw]
+    chunk = _chunk(n, c * kh * kw * p + o * p)
+    col = np.empty(c * kh * kw * chunk * p, x.dtype)
+    dy_t = np.empty(o * chunk * p, x.dtype)
+    partial = np.empty((o, ck), x.dtype) if chunk < n else None
+    gemm = compile_gemm(x.dtype.name, False, True)
+    dw2 = dw.reshape(o, ck)
+    add, add_text = single_op_region("add", (), (DType.parse(x.dtype.name),) * 2)
+    for n0 in range(0, n, chunk):
+        nc = min(chunk, n - n0)
+        rows = nc * p  # the batch chunk folded into the GEMM's K
+        _im2col(col, x[n0:n0 + nc], (kh, kw), (oh, ow), stride, padding, dilation, p, rows)
+        _im2col(dy_t, dy[n0:n0 + nc], (1, 1), (oh, ow), (1, 1), (0, 0), (1, 1), p, rows)
+        cols, dys = col[:c * kh * kw * rows].reshape(-1, rows), dy_t[:o * rows].reshape(o, rows)
+        target = dw2 if n0 == 0 else partial
+        for g in range(groups):
+            gemm(dys[g * og:(g + 1) * og], cols[g * ck:(g + 1) * ck], out=target[g * og:(g + 1) * og])
+        if n0:
+            run_fused(add, add_text, [dw2], [dw2, partial])
+    return [dw]
+
+
+def _pool(primitive: str, outputs: np.ndarray, inputs: list[np.ndarray], attrs: dict) -> None:
+    n, c, h, w = (outputs if primitive.endswith("_grad") else inputs[0]).shape
+    oh, ow = (inputs[-1] if primitive.endswith("_grad") else outputs).shape[2:]
+    if outputs.size == 0:
+        return
+    dtype = DType.parse(outputs.dtype.name)
+    kernel = kernels.get_kernel((primitive, dtype), lambda module, name: define_pool(module, name, dtype, primitive))
+    tasks = n * c
+    kh, kw = attrs["kernel"]
+    meta = [tasks, _grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *attrs["stride"],
+            *attrs.get("padding", (0, 0))]
+    kernel([outputs.ctypes.data] + [a.ctypes.data for a in inputs], meta)
+
+
+def _make_pool(primitive: str):
+    def handler(attrs, arrays, types):
+        out = empty(types[0])
+        _pool(primitive, out, [contiguous(a) for a in arrays], attrs)
+        return [out]
+
+    return handler
+
+
+for _name in ("max_pool2d", "avg_pool2d", "max_pool2d_grad", "avg_pool2d_grad"):
+    register(_name)(_make_pool(_name))

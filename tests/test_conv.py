@@ -1,0 +1,157 @@
+"""conv2d and pooling: eager kernels and gradients against the float64 interpreter,
+finite differences through GradManager, compiled graphs, thread-count independence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import jitgine as jg
+import jitgine.functional as F
+from ir.graph import GraphBuilder
+from ir.interpret import run
+from ir.ops import OpError
+from ir.types import DType, TensorType
+from jitgine.autodiff import GradManager
+from jitgine.core.dispatch import apply1
+
+
+def reference(op, arrays, **attrs):
+    builder = GraphBuilder("ref")
+    ins = [builder.input(TensorType(a.shape, DType.float64)) for a in arrays]
+    graph = builder.output(builder.add(op, ins, **attrs).result)
+    return run(graph, [a.astype(np.float64) for a in arrays])[0]
+
+
+@st.composite
+def conv_case(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    c, o = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 1)))
+    h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0]), 9))
+    w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1]), 9))
+    n = draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = rng.standard_normal((o, c // groups, kh, kw)).astype(dtype)
+    return x, weight, dict(stride=stride, padding=padding, dilation=dilation, groups=groups), rng
+
+
+def tolerance(dtype, terms):
+    eps = 1e-6 if dtype == np.float32 else 1e-13
+    return eps * max(1.0, math.sqrt(terms)) * 4
+
+
+@settings(max_examples=40)
+@given(case=conv_case())
+def test_conv2d_forward_and_gradients_match_the_interpreter(case):
+    x, w, attrs, rng = case
+    y = apply1("conv2d", jg.tensor(x), jg.tensor(w), **attrs).numpy()
+    terms = w[0].size
+    np.testing.assert_allclose(y, reference("conv2d", [x, w], **attrs), atol=tolerance(x.dtype, terms), rtol=0)
+    dy = rng.standard_normal(y.shape).astype(x.dtype)
+    dx = apply1("conv2d_grad_input", jg.tensor(dy), jg.tensor(w), input_hw=x.shape[2:], **attrs).numpy()
+    np.testing.assert_allclose(dx, reference("conv2d_grad_input", [dy, w], input_hw=x.shape[2:], **attrs),
+                               atol=tolerance(x.dtype, w.shape[0] * w.shape[2] * w.shape[3]), rtol=0)
+    dw = apply1("conv2d_grad_weight", jg.tensor(x), jg.tensor(dy), kernel_hw=w.shape[2:], **attrs).numpy()
+    np.testing.assert_allclose(dw, reference("conv2d_grad_weight", [x, dy], kernel_hw=w.shape[2:], **attrs),
+                               atol=tolerance(x.dtype, dy.size // dy.shape[1]), rtol=0)
+
+
+@st.composite
+def pool_case(draw):
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    h = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 8))
+    w = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 8))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w)).astype(dtype)
+    return x, dict(kernel=kernel, stride=stride, padding=padding), rng
+
+
+@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
+@settings(max_examples=25)
+@given(case=pool_case())
+def test_pooling_forward_and_backward_match_the_interpreter(op, case):
+    x, attrs, rng = case
+    atol = tolerance(x.dtype, 9)
+    y = apply1(op, jg.tensor(x), **attrs).numpy()
+    np.testing.assert_allclose(y, reference(op, [x], **attrs), atol=atol, rtol=0)
+    dy = rng.standard_normal(y.shape).astype(x.dtype)
+    if op == "max_pool2d":
+        got = apply1("max_pool2d_grad", jg.tensor(x), jg.tensor(dy), **attrs).numpy()
+        expected = reference("max_pool2d_grad", [x, dy], **attrs)
+    else:
+        got = apply1("avg_pool2d_grad", jg.tensor(dy), input_hw=x.shape[2:], **attrs).numpy()
+        expected = reference("avg_pool2d_grad", [dy], input_hw=x.shape[2:], **attrs)
+    np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
+
+
+def numeric_check(f, arrays, seed=0):
+    params = [jg.Parameter(a) for a in arrays]
+    gm = GradManager().attach(params)
+    with gm:
+        y = f(*params)
+        dy = np.random.default_rng(seed).standard_normal(y.shape)
+        gm.backward(y, jg.tensor(dy))
+    for i, a in enumerate(arrays):
+        expected = np.zeros_like(a)
+        for index in np.ndindex(a.shape):
+            values = []
+            for sign in (1, -1):
+                trial = [b.copy() for b in arrays]
+                trial[i][index] += sign * 1e-6
+                values.append(float(np.sum(dy * f(*[jg.tensor(b) for b in trial]).numpy())))
+            expected[index] = (values[0] - values[1]) / 2e-6
+        np.testing.assert_allclose(params[i].grad.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_conv2d_finite_differences_with_bias():
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    numeric_check(lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2), [x, w, b])
+
+
+@pytest.mark.parametrize("pool", [F.max_pool2d, F.avg_pool2d])
+def test_pooling_finite_differences(pool):
+    x = np.random.default_rng(2).permutation(2 * 3 * 5 * 5).reshape(2, 3, 5, 5) / 10.0  # no ties
+    numeric_check(lambda x: pool(x, 3, stride=2, padding=1), [x])
+
+
+def test_front_end_defaults_and_errors():
+    x = jg.tensor(np.arange(2 * 16, dtype=np.float32).reshape(1, 2, 4, 4))
+    assert F.max_pool2d(x, 2).shape == (1, 2, 2, 2)
+    assert F.nn.avg_pool2d(x, (2, 2)).shape == (1, 2, 2, 2)
+    assert F.conv2d(x, np.ones((3, 2, 3, 3), np.float32), padding=1).shape == (1, 3, 4, 4)
+    with pytest.raises(OpError, match="divisible by groups"):
+        F.conv2d(x, np.ones((3, 1, 3, 3), np.float32), groups=2)
+    with pytest.raises(OpError, match="larger than the padded input"):
+        F.conv2d(x, np.ones((3, 2, 5, 5), np.float32))
+
+
+def test_one_and_two_threads_give_identical_results():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 6, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    results = []
+    previous = jg.get_num_threads()
+    try:
+        for threads in (1, 2):
+            jg.set_num_threads(threads)
+            y = apply1("conv2d", jg.tensor(x), jg.tensor(w))
+            dw = apply1("conv2d_grad_weight", jg.tensor(x), y, kernel_hw=(5, 5))
+            dx = apply1("conv2d_grad_input", y, jg.tensor(w), input_hw=(20, 20))
+            results.append([t.numpy() for t in (y, dw, dx, F.max_pool2d(y, 2), F.avg_pool2d(y, 2))])
+    finally:
+        jg.set_num_threads(previous)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
