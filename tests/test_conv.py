@@ -155,3 +155,15 @@ def test_one_and_two_threads_give_identical_results():
         jg.set_num_threads(previous)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_module_layers_shapes_init_and_parameters():
+    import jitgine.module as M
+
+    conv = M.Conv2d(6, 16, 5, groups=2)
+    bound = 1 / math.sqrt(3 * 25)
+    assert conv.weight.shape == (16, 3, 5, 5) and conv.bias.shape == (16,)
+    assert np.abs(conv.weight.numpy()).max() <= bound and np.abs(conv.bias.numpy()).max() <= bound
+    net = M.Sequential(M.Conv2d(1, 6, 5, padding=2), M.MaxPool2d(2), conv, M.AvgPool2d(2, stride=2))
+    assert net(jg.tensor(np.ones((2, 1, 28, 28), np.float32))).shape == (2, 16, 5, 5)
+    assert [name for name, _ in net.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]

@@ -12,3 +12,5 @@ __all__ = [
     "Module", "Linear", "ReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "LeakyReLU", "Softmax", "Identity", "Flatten",
     "Sequential", "ModuleList", "Dropout", "BatchNorm1d", "BatchNorm2d",
 ]
+from .conv import Conv2d  # noqa: E402,F401
+from .pooling import AvgPool2d, MaxPool2d  # noqa: E402,F401
