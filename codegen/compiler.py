@@ -329,3 +329,4 @@ def compile_graph(graph: Graph) -> CompiledGraph:
 __all__ = ["compile_graph", "CompiledGraph", "LOWERINGS", "lowering", "KERNEL_TYPE"]
 
 from . import lower_nn  # noqa: E402,F401  (contraction lowerings register themselves)
+from . import lower_conv  # noqa: E402,F401  (window-op lowerings register themselves)

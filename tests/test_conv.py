@@ -167,3 +167,28 @@ def test_module_layers_shapes_init_and_parameters():
     net = M.Sequential(M.Conv2d(1, 6, 5, padding=2), M.MaxPool2d(2), conv, M.AvgPool2d(2, stride=2))
     assert net(jg.tensor(np.ones((2, 1, 28, 28), np.float32))).shape == (2, 16, 5, 5)
     assert [name for name, _ in net.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+@pytest.mark.parametrize("dtype", [DType.float32, DType.float64])
+def test_compiled_graph_with_windows_equals_the_interpreter(dtype):
+    from codegen.compiler import compile_graph
+
+    rng = np.random.default_rng(4)
+    np_dtype = np.float32 if dtype == DType.float32 else np.float64
+    x = rng.standard_normal((3, 4, 9, 8)).astype(np_dtype)
+    w = rng.standard_normal((6, 2, 3, 2)).astype(np_dtype)
+    conv = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
+    pool = dict(kernel=(3, 2), stride=(2, 1), padding=(1, 1))
+    b = GraphBuilder("windows")
+    xv, wv = b.input(TensorType(x.shape, dtype)), b.input(TensorType(w.shape, dtype))
+    y = b.add("conv2d", [xv, wv], **conv).result
+    dx = b.add("conv2d_grad_input", [y, wv], input_hw=(9, 8), **conv).result
+    dw = b.add("conv2d_grad_weight", [xv, y], kernel_hw=(3, 2), **conv).result
+    m = b.add("max_pool2d", [dx], **pool).result
+    a = b.add("avg_pool2d", [dx], **pool).result
+    gm = b.add("max_pool2d_grad", [dx, m], **pool).result
+    ga = b.add("avg_pool2d_grad", [a], input_hw=(9, 8), **pool).result
+    graph = b.output(y, dx, dw, m, a, gm, ga)
+    atol = 1e-4 if dtype == DType.float32 else 1e-11
+    for got, expected in zip(compile_graph(graph)(x, w), run(graph, [x, w])):
+        np.testing.assert_allclose(got, expected, atol=atol * max(1.0, np.abs(expected).max()), rtol=0)
