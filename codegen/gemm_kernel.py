@@ -298,6 +298,9 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int,
     P = T.as_pointer()
     fn = new_function(module, name, [P, I64, I64, P, I64, I64, P, I64, I64, I1, I1, I64, I64, I64,
                                      *extra_types])
+    # Out of line: one call per tile costs little next to its kc x 2*rows FMAs, and
+    # inlining all MR variants into the loop nest triples the compile time.
+    fn.attributes.add("noinline")
     a, a_rs, a_ks, bp, b_ks, kc, c, ldc, cols, first, last, batch, row, col = fn.args[:MICRO_ARGS]
     extras = list(fn.args[MICRO_ARGS:])
     if a_packed:
