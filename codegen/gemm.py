@@ -220,10 +220,26 @@ def _split(b: ir.IRBuilder, blk: Blocking, batch: ir.Value, M: ir.Value, N: ir.V
 
 
 # ----------------------------------------------------------------------------- NumPy convenience
+# A ctypes call costs about 0.3 us per argument and `ndarray.ctypes.data`
+# several microseconds, as much as a 64^3 product: the wrapper passes one
+# pointer to 13 int64 slots (`<name>.packed`) and reads data pointers
+# straight from the array object when that layout is verified (below).
 
-_GEMM_ARGTYPES = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 10
 _compiled: dict[tuple[str, bool, bool], tuple[target.LoadedObject, Callable]] = {}
 _compile_lock = threading.Lock()
+_ArgSlots = ctypes.c_int64 * 13
+_slots = threading.local()
+
+
+def _define_packed_entry(module: ir.Module, gemm: ir.Function) -> ir.Function:
+    """`void <gemm>.packed(i64* args)`: gemm(*args) with the 3 pointers passed as integers."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64.as_pointer()]), gemm.name + ".packed")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    values = [b.load(b.gep(fn.args[0], [I64(i)])) for i in range(13)]
+    pointer = gemm.args[0].type
+    b.call(gemm, [b.inttoptr(v, pointer) for v in values[:3]] + values[3:])
+    b.ret_void()
+    return fn
 
 
 def _native_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable:
@@ -232,19 +248,43 @@ def _native_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable:
         if key not in _compiled:
             module = ir.Module(name=f"gemm_{dtype}_{int(trans_a)}{int(trans_b)}")
             module.triple = target.host().triple
-            define_gemm(module, "gemm", dtype, trans_a, trans_b)
+            packed = _define_packed_entry(module, define_gemm(module, "gemm", dtype, trans_a, trans_b))
             loaded = target.LoadedObject(cache.cached_object(str(module), target.object_code))
-            function = ctypes.CFUNCTYPE(None, *_GEMM_ARGTYPES)(loaded.address("gemm"))
+            function = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(loaded.address(packed.name))
             _compiled[key] = (loaded, function)
         return _compiled[key][1]
 
 
-def _as_operand(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """`x` with unit element stride along its last axis and non-negative, element-aligned strides."""
-    item = dtype.itemsize
-    if x.strides[-1] != item or any(s < 0 or s % item for s in x.strides):
-        x = np.ascontiguousarray(x)
-    return x
+def _data_offset() -> int | None:
+    """Offset of the data pointer in a CPython ndarray object (PyArrayObject.data follows
+    PyObject_HEAD), if it checks out on probe arrays; None falls back to `.ctypes.data`."""
+    offset = object.__basic_size__ if hasattr(object, "__basic_size__") else object().__sizeof__()
+    for probe in (np.arange(3.0), np.zeros((4, 5), np.float32)[1:, 2:]):
+        if ctypes.c_void_p.from_address(id(probe) + offset).value != probe.ctypes.data:
+            return None
+    return offset
+
+
+_DATA_OFFSET = _data_offset()
+
+
+def _address(x: np.ndarray) -> int:
+    if _DATA_OFFSET is None:
+        return x.ctypes.data
+    return ctypes.c_void_p.from_address(id(x) + _DATA_OFFSET).value or 0
+
+
+def _strides(x: np.ndarray, item: int) -> tuple[int, ...] | None:
+    """x's strides in elements if usable (unit stride along the last axis, non-negative), else None."""
+    shape = x.shape
+    if x.flags.c_contiguous:  # the common case, without per-axis Python work
+        return (shape[-1] * shape[-2], shape[-1], 1) if len(shape) == 3 else (shape[-1], 1)
+    strides = x.strides
+    elements = tuple(s // item for s in strides)
+    if (strides[-1] != item and shape[-1] > 1) or min(strides) < 0 or \
+            any(e * item != s for e, s in zip(elements, strides)):
+        return None
+    return elements
 
 
 def compile_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable[..., np.ndarray]:
@@ -258,41 +298,52 @@ def compile_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable[..., np.n
     np_dtype = np.dtype(dtype)
     function = _native_gemm(dtype, bool(trans_a), bool(trans_b))
 
+    item = np_dtype.itemsize
+
     def gemm(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         A, B = np.asarray(A), np.asarray(B)
         if A.dtype != np_dtype or B.dtype != np_dtype:
             raise TypeError(f"gemm({dtype}): A and B must be {dtype}, got {A.dtype} and {B.dtype}; "
                             f"convert with .astype(np.{dtype})")
-        if A.ndim not in (2, 3) or B.ndim not in (2, 3):
+        a_shape, b_shape = A.shape, B.shape
+        if len(a_shape) not in (2, 3) or len(b_shape) not in (2, 3):
             raise ValueError(f"gemm: A and B must be 2-D or 3-D (batch, rows, cols), got shapes "
-                             f"{A.shape} and {B.shape}")
-        M, K = (A.shape[-1], A.shape[-2]) if trans_a else (A.shape[-2], A.shape[-1])
-        K_b, N = (B.shape[-1], B.shape[-2]) if trans_b else (B.shape[-2], B.shape[-1])
-        batch_a = A.shape[0] if A.ndim == 3 else 1
-        batch_b = B.shape[0] if B.ndim == 3 else 1
-        if K != K_b or (batch_a != batch_b and 1 not in (batch_a, batch_b)):
-            raise ValueError(f"gemm(trans_a={trans_a}, trans_b={trans_b}): shapes {A.shape} and {B.shape} "
+                             f"{a_shape} and {b_shape}")
+        M, K = (a_shape[-1], a_shape[-2]) if trans_a else (a_shape[-2], a_shape[-1])
+        K_b, N = (b_shape[-1], b_shape[-2]) if trans_b else (b_shape[-2], b_shape[-1])
+        batch_a = a_shape[0] if len(a_shape) == 3 else 1
+        batch_b = b_shape[0] if len(b_shape) == 3 else 1
+        if K != K_b or (batch_a != batch_b and batch_a != 1 and batch_b != 1):
+            raise ValueError(f"gemm(trans_a={trans_a}, trans_b={trans_b}): shapes {a_shape} and {b_shape} "
                              f"do not match: op(A) is {M}x{K}, op(B) is {K_b}x{N}"
                              + (f", batches {batch_a} and {batch_b}" if batch_a != batch_b else ""))
         batch = max(batch_a, batch_b)
-        shape = (batch, M, N) if A.ndim == 3 or B.ndim == 3 else (M, N)
+        shape = (batch, M, N) if len(a_shape) == 3 or len(b_shape) == 3 else (M, N)
         if out is None:
             out = np.empty(shape, np_dtype)
         elif out.shape != shape or out.dtype != np_dtype:
             raise ValueError(f"gemm: out must be {dtype} of shape {shape}, got {out.dtype} {out.shape}")
-        elif out.strides[-1] != np_dtype.itemsize or any(s < 0 or s % np_dtype.itemsize for s in out.strides):
-            raise ValueError(f"gemm: out must have unit stride along its last axis, got strides {out.strides}")
         if out.size == 0:
             return out
-        A, B = _as_operand(A, np_dtype), _as_operand(B, np_dtype)
-        item = np_dtype.itemsize
-
-        def batch_stride(x: np.ndarray, count: int) -> int:
-            return x.strides[0] // item if x.ndim == 3 and count > 1 else 0
-
-        function(A.ctypes.data, B.ctypes.data, out.ctypes.data, batch, M, N, K,
-                 A.strides[-2] // item, B.strides[-2] // item, out.strides[-2] // item,
-                 batch_stride(A, batch_a), batch_stride(B, batch_b), batch_stride(out, batch))
+        c_strides = _strides(out, item)
+        if c_strides is None:
+            raise ValueError(f"gemm: out must have unit stride along its last axis and non-negative strides, "
+                             f"got strides {out.strides}")
+        a_strides, b_strides = _strides(A, item), _strides(B, item)
+        if a_strides is None:
+            A = np.ascontiguousarray(A)
+            a_strides = _strides(A, item)
+        if b_strides is None:
+            B = np.ascontiguousarray(B)
+            b_strides = _strides(B, item)
+        slots = getattr(_slots, "args", None)
+        if slots is None:
+            slots = _slots.args = _ArgSlots()  # per thread: calls release the GIL
+        slots[:] = (_address(A), _address(B), _address(out), batch, M, N, K,
+                    a_strides[-2], b_strides[-2], c_strides[-2],
+                    a_strides[0] if batch_a > 1 else 0, b_strides[0] if batch_b > 1 else 0,
+                    c_strides[0] if batch > 1 else 0)
+        function(ctypes.addressof(slots))
         return out
 
     return gemm
