@@ -92,36 +92,42 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
     a_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, mc, blk.mr), I64(blk.mr)), kc))
     b_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, ncb, blk.nr), I64(blk.nr)), kc))
 
-    tiles_per_batch = b.mul(mb, nb)
-    with for_range(b, begin, end, name="task") as task:
-        bi = b.sdiv(task, tiles_per_batch)
-        rest = b.srem(task, tiles_per_batch)
-        i0 = b.mul(b.sdiv(rest, nb), mc)
-        j0 = b.mul(b.srem(rest, nb), ncb)
-        m_cur = imin(b, mc, b.sub(M, i0))
+    # Tasks are numbered (batch, N block, M block) with M fastest, so a thread's
+    # consecutive tasks share a B block: pack it once per K block for all of them.
+    group_begin = b.sdiv(begin, mb)
+    group_end = b.add(b.sdiv(b.sub(end, I64(1)), mb), I64(1))
+    with for_range(b, group_begin, group_end, name="group") as group:
+        bi = b.sdiv(group, nb)
+        j0 = b.mul(b.srem(group, nb), ncb)
         n_cur = imin(b, ncb, b.sub(N, j0))
+        first_task = b.mul(group, mb)
+        task_begin = b.select(b.icmp_signed(">", begin, first_task), begin, first_task)
+        task_end = imin(b, end, b.add(first_task, mb))
         a_base = gep(b, A, b.mul(bi, sa))
         b_base = gep(b, B, b.mul(bi, sb))
-        c_base = gep(b, C, b.mul(bi, sc), b.mul(i0, ldc), j0)
         with for_range(b, I64(0), k_blocks, name="kb") as kb:
             k0 = b.mul(kb, kc)
             k_cur = imin(b, kc, b.sub(K, k0))
             first = b.icmp_signed("==", kb, I64(0))
             last = b.icmp_signed("==", kb, b.sub(k_blocks, I64(1)))
             b_src = gep(b, b_base, b.mul(j0, ldb), k0) if trans_b else gep(b, b_base, b.mul(k0, ldb), j0)
-            a_src = gep(b, a_base, b.mul(k0, lda), i0) if trans_a else gep(b, a_base, b.mul(i0, lda), k0)
             b.call(pack_b, [b_src, ldb, k_cur, n_cur, b_buffer])
-            b.call(pack_a, [a_src, lda, k_cur, m_cur, a_buffer])
-            with for_range(b, I64(0), n_cur, blk.nr, name="jr") as jr:
-                cols = imin(b, I64(blk.nr), b.sub(n_cur, jr))
-                b_panel = gep(b, b_buffer, b.mul(jr, k_cur))
-                with for_range(b, I64(0), m_cur, blk.mr, name="ir") as ir_:
-                    rows = imin(b, I64(blk.mr), b.sub(m_cur, ir_))
-                    a_panel = gep(b, a_buffer, b.mul(ir_, k_cur))
-                    args = [a_panel, I64(1), I64(blk.mr), b_panel, I64(blk.nr), k_cur,
-                            gep(b, c_base, b.mul(ir_, ldc), jr), ldc, cols, first, last,
-                            bi, b.add(i0, ir_), b.add(j0, jr), *extras]
-                    _call_by_rows(b, kernels, rows, args)
+            with for_range(b, task_begin, task_end, name="task") as task:
+                i0 = b.mul(b.sub(task, first_task), mc)
+                m_cur = imin(b, mc, b.sub(M, i0))
+                c_base = gep(b, C, b.mul(bi, sc), b.mul(i0, ldc), j0)
+                a_src = gep(b, a_base, b.mul(k0, lda), i0) if trans_a else gep(b, a_base, b.mul(i0, lda), k0)
+                b.call(pack_a, [a_src, lda, k_cur, m_cur, a_buffer])
+                with for_range(b, I64(0), n_cur, blk.nr, name="jr") as jr:
+                    cols = imin(b, I64(blk.nr), b.sub(n_cur, jr))
+                    b_panel = gep(b, b_buffer, b.mul(jr, k_cur))
+                    with for_range(b, I64(0), m_cur, blk.mr, name="ir") as ir_:
+                        rows = imin(b, I64(blk.mr), b.sub(m_cur, ir_))
+                        a_panel = gep(b, a_buffer, b.mul(ir_, k_cur))
+                        args = [a_panel, I64(1), I64(blk.mr), b_panel, I64(blk.nr), k_cur,
+                                gep(b, c_base, b.mul(ir_, ldc), jr), ldc, cols, first, last,
+                                bi, b.add(i0, ir_), b.add(j0, jr), *extras]
+                        _call_by_rows(b, kernels, rows, args)
     _free(b, a_buffer)
     _free(b, b_buffer)
     b.ret_void()
