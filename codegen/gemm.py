@@ -39,6 +39,8 @@ I8P = ir.IntType(8).as_pointer()
 # Below this many multiply-adds a problem runs on the calling thread: waking
 # the OpenMP team costs a few microseconds, about a 64^3 product on one core.
 PARALLEL_MIN_FMAS = 1 << 18
+# Problems whose operands take at most this much skip packing (see _define_body).
+DIRECT_MAX_BYTES = target.host().l2_bytes // 2
 
 # ctx struct fields (after them come the extra args)
 _A, _B, _C, _BATCH, _M, _N, _K, _LDA, _LDB, _LDC, _SA, _SB, _SC, _MC, _NCB, _MB, _NB = range(17)
@@ -70,7 +72,7 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
                  ctx_type: ir.LiteralStructType, extra_types: Sequence[ir.Type],
                  epilogue: Epilogue | None, static_shape: tuple[int, int, int, int] | None) -> ir.Function:
     """`void body(ctx, begin, end)`: macro-tiles [begin, end) of the batch x M x N grid."""
-    kernels = [define_micro_kernel(module, f"{name}.micro{rows}", blk, rows, True, True, extra_types, epilogue)
+    kernels = [define_micro_kernel(module, f"{name}.micro{rows}", blk, rows, extra_types, epilogue)
                for rows in range(1, blk.mr + 1)]
     pack_a = define_pack(module, f"{name}.pack_a", blk, "A", along_k_contiguous=not trans_a)
     pack_b = define_pack(module, f"{name}.pack_b", blk, "B", along_k_contiguous=trans_b)
@@ -89,6 +91,12 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
     # K blocks of (almost) equal length, at most KC: depends on K only.
     k_blocks = b.select(b.icmp_signed(">", K, I64(0)), ceil_div(b, K, blk.kc), I64(1))
     kc = ceil_div(b, K, k_blocks)
+    # Small problems (one K block, operands within half of L2) skip packing:
+    # the micro-kernel reads op(A) in place, and op(B) too when its rows are
+    # contiguous (only the last, partial NR panel is packed, zero-padded).
+    footprint = b.mul(b.add(b.mul(M, K), b.mul(K, N)), I64(blk.element_bytes))
+    direct_a = b.and_(b.icmp_signed("<=", K, I64(blk.kc)), b.icmp_signed("<=", footprint, I64(DIRECT_MAX_BYTES)))
+    direct_b = I1(0) if trans_b else direct_a
     a_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, mc, blk.mr), I64(blk.mr)), kc))
     b_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, ncb, blk.nr), I64(blk.nr)), kc))
 
@@ -110,22 +118,32 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
             k_cur = imin(b, kc, b.sub(K, k0))
             first = b.icmp_signed("==", kb, I64(0))
             last = b.icmp_signed("==", kb, b.sub(k_blocks, I64(1)))
-            b_src = gep(b, b_base, b.mul(j0, ldb), k0) if trans_b else gep(b, b_base, b.mul(k0, ldb), j0)
-            b.call(pack_b, [b_src, ldb, k_cur, n_cur, b_buffer])
+            # Direct B: pack only the columns past the last whole NR panel.
+            b_packed_from = b.select(direct_b, b.mul(b.sdiv(n_cur, I64(blk.nr)), I64(blk.nr)), I64(0))
+            b_src = gep(b, b_base, b.mul(j0, ldb), k0) if trans_b else \
+                gep(b, b_base, b.mul(k0, ldb), j0, b_packed_from)
+            b.call(pack_b, [b_src, ldb, k_cur, b.sub(n_cur, b_packed_from), b_buffer])
             with for_range(b, task_begin, task_end, name="task") as task:
                 i0 = b.mul(b.sub(task, first_task), mc)
                 m_cur = imin(b, mc, b.sub(M, i0))
                 c_base = gep(b, C, b.mul(bi, sc), b.mul(i0, ldc), j0)
-                a_src = gep(b, a_base, b.mul(k0, lda), i0) if trans_a else gep(b, a_base, b.mul(i0, lda), k0)
-                b.call(pack_a, [a_src, lda, k_cur, m_cur, a_buffer])
+                # op(A)[i, k] is at a_src + i*a_rs + k*a_ks
+                a_rs, a_ks = (I64(1), lda) if trans_a else (lda, I64(1))
+                a_src = gep(b, a_base, b.mul(i0, a_rs), b.mul(k0, a_ks))
+                with b.if_then(b.not_(direct_a)):
+                    b.call(pack_a, [a_src, lda, k_cur, m_cur, a_buffer])
                 with for_range(b, I64(0), n_cur, blk.nr, name="jr") as jr:
                     cols = imin(b, I64(blk.nr), b.sub(n_cur, jr))
-                    b_panel = gep(b, b_buffer, b.mul(jr, k_cur))
+                    packed_b = b.icmp_signed(">=", jr, b_packed_from)
+                    b_panel = b.select(packed_b, gep(b, b_buffer, b.mul(b.sub(jr, b_packed_from), k_cur)),
+                                       gep(b, b_base, b.mul(k0, ldb), j0, jr))
+                    b_ks = b.select(packed_b, I64(blk.nr), ldb)
                     with for_range(b, I64(0), m_cur, blk.mr, name="ir") as ir_:
                         rows = imin(b, I64(blk.mr), b.sub(m_cur, ir_))
-                        a_panel = gep(b, a_buffer, b.mul(ir_, k_cur))
-                        args = [a_panel, I64(1), I64(blk.mr), b_panel, I64(blk.nr), k_cur,
-                                gep(b, c_base, b.mul(ir_, ldc), jr), ldc, cols, first, last,
+                        a_panel = b.select(direct_a, gep(b, a_src, b.mul(ir_, a_rs)),
+                                           gep(b, a_buffer, b.mul(ir_, k_cur)))
+                        args = [a_panel, b.select(direct_a, a_rs, I64(1)), b.select(direct_a, a_ks, I64(blk.mr)),
+                                b_panel, b_ks, k_cur, gep(b, c_base, b.mul(ir_, ldc), jr), ldc, cols, first, last,
                                 bi, b.add(i0, ir_), b.add(j0, jr), *extras]
                         _call_by_rows(b, kernels, rows, args)
     _free(b, a_buffer)
