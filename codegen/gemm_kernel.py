@@ -310,6 +310,15 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int,
         for slot in slots:
             b.store(zero, slot)
     a_rows = [gep(b, a, b.mul(I64(r), a_rs)) for r in range(rows)]
+    # The C tile is read (K blocks after the first) and written only after the
+    # k loop: fetch its lines now so those accesses do not stall on memory.
+    prefetch = module.globals.get("llvm.prefetch.p0") or ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), I32, I32, I32]), "llvm.prefetch.p0")
+    for r in range(rows):
+        c_row = gep(b, c, b.mul(I64(r), ldc))
+        for offset in sorted({0, blk.nr - 1}):
+            line = b.bitcast(gep(b, c_row, offset), ir.IntType(8).as_pointer())
+            b.call(prefetch, [line, ir.IntType(32)(1), ir.IntType(32)(3), ir.IntType(32)(1)])
 
     def step(k: ir.Value) -> None:
         b_k = gep(b, bp, b.mul(k, b_ks))
