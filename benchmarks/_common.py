@@ -105,7 +105,8 @@ def interleaved(fns: Sequence[Callable[[], object]], samples: int = 9, min_sampl
 
 @functools.lru_cache(maxsize=None)
 def clock_hz() -> float:
-    """The core clock under load: dependent adds (latency 1 cycle) per second of thread CPU time."""
+    """The core clock under load: dependent adds (latency 1 cycle) per second of thread CPU time
+    (the best of several runs: a run can only lose cycles, to interrupts or migration)."""
     from llvmlite import ir
 
     from codegen.loops import for_range
@@ -130,7 +131,7 @@ def clock_hz() -> float:
         start = time.thread_time()  # CPU time: other processes' load does not count
         spin(500_000)
         rates.append(500_000 * 100 / (time.thread_time() - start))
-    return statistics.median(rates)
+    return max(rates)
 
 
 def fma_lanes_per_cycle(dtype_bytes: int) -> int:
