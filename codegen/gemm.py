@@ -246,22 +246,25 @@ def _split(b: ir.IRBuilder, blk: Blocking, batch: ir.Value, M: ir.Value, N: ir.V
 # ----------------------------------------------------------------------------- NumPy convenience
 # A ctypes call costs about 0.3 us per argument and `ndarray.ctypes.data`
 # several microseconds, as much as a 64^3 product: the wrapper passes one
-# pointer to 13 int64 slots (`<name>.packed`) and reads data pointers
-# straight from the array object when that layout is verified (below).
+# pointer to 13 int64 slots (`<name>.packed`), and the native side reads the
+# data pointers straight from the ndarray objects when that layout is
+# verified (below).
 
 _compiled: dict[tuple[str, bool, bool], tuple[target.LoadedObject, Callable]] = {}
 _compile_lock = threading.Lock()
-_ArgSlots = ctypes.c_int64 * 13
+_ArgSlots = ctypes.c_int64 * 16  # 13 arguments, then 3 data pointers when _DATA_OFFSET is None
 _slots = threading.local()
 
 
 def _define_packed_entry(module: ir.Module, gemm: ir.Function) -> ir.Function:
-    """`void <gemm>.packed(i64* args)`: gemm(*args) with the 3 pointers passed as integers."""
+    """`void <gemm>.packed(i64* args)`: gemm(*args), where args[0..2] are the addresses at
+    which A's, B's and C's data pointers are stored (the ndarray's own field, see below)."""
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64.as_pointer()]), gemm.name + ".packed")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     values = [b.load(b.gep(fn.args[0], [I64(i)])) for i in range(13)]
     pointer = gemm.args[0].type
-    b.call(gemm, [b.inttoptr(v, pointer) for v in values[:3]] + values[3:])
+    data = [b.load(b.inttoptr(v, pointer.as_pointer())) for v in values[:3]]
+    b.call(gemm, data + values[3:])
     b.ret_void()
     return fn
 
@@ -290,12 +293,6 @@ def _data_offset() -> int | None:
 
 
 _DATA_OFFSET = _data_offset()
-
-
-def _address(x: np.ndarray) -> int:
-    if _DATA_OFFSET is None:
-        return x.ctypes.data
-    return ctypes.c_void_p.from_address(id(x) + _DATA_OFFSET).value or 0
 
 
 def _strides(x: np.ndarray, item: int) -> tuple[int, ...] | None:
@@ -363,7 +360,13 @@ def compile_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable[..., np.n
         slots = getattr(_slots, "args", None)
         if slots is None:
             slots = _slots.args = _ArgSlots()  # per thread: calls release the GIL
-        slots[:] = (_address(A), _address(B), _address(out), batch, M, N, K,
+        if _DATA_OFFSET is None:
+            base = ctypes.addressof(slots) + 13 * 8
+            slots[13:] = (A.ctypes.data, B.ctypes.data, out.ctypes.data)
+            pointer_refs = (base, base + 8, base + 16)
+        else:  # the ndarray objects' own data fields: no ctypes object per call
+            pointer_refs = (id(A) + _DATA_OFFSET, id(B) + _DATA_OFFSET, id(out) + _DATA_OFFSET)
+        slots[:13] = (*pointer_refs, batch, M, N, K,
                     a_strides[-2], b_strides[-2], c_strides[-2],
                     a_strides[0] if batch_a > 1 else 0, b_strides[0] if batch_b > 1 else 0,
                     c_strides[0] if batch > 1 else 0)
