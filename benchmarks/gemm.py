@@ -65,7 +65,7 @@ def run(threads: int, sizes: list[int], samples: int) -> None:
     set_threads(threads)
     torch = torch_matmul()
     peak = peak_flops(threads)
-    settle = 0.2 if threads > 1 else 0.0
+    settle = 0.3 if threads > 1 else 0.0
     gemm = compile_gemm("float32", False, False)
     rng = np.random.default_rng(0)
     print(f"\n== {threads} thread(s); load average {load_average()}; {describe_peak(threads)}")

@@ -5,13 +5,19 @@
     void name(T* A, T* B, T* C, i64 batch, i64 M, i64 N, i64 K, i64 lda, i64 ldb, i64 ldc,
               i64 stride_a, i64 stride_b, i64 stride_c, <extra args>)
 
-BLIS-style: the batch x (M blocks x N blocks) grid of macro-tiles is split
-across threads (codegen.parallel); each macro-tile loops over K blocks,
-packs its B block (KC x NR panels) and A block (MR x KC panels) into
-malloc'ed scratch, and runs the register-blocked micro-kernel
-(codegen.gemm_kernel) over the MR x NR tiles. How M and N are cut up depends
-on the thread count, the arithmetic of every element does not (K is never
-split), so results are bit-identical for any thread count.
+BLIS-style: the batch x N blocks x M blocks grid of macro-tiles is split
+across threads (codegen.parallel). A thread walks its tasks grouped by
+(batch, N block): per K block it packs that B block once (KC x NR panels,
+malloc'ed scratch), then per M block packs A (MR x KC panels) and runs the
+register-blocked micro-kernel (codegen.gemm_kernel) over the MR x NR tiles.
+Small problems (one K block, operands within half of L2) skip packing: the
+micro-kernel reads op(A), and op(B) when not transposed, in place.
+
+How M and N are cut up depends on the thread count; the arithmetic of an
+element does not: K blocks depend on K only (never split across threads),
+and every path runs the same FMA chain in k order, packed or not, full tile
+or edge. So results are bit-identical for any thread count, and static
+shapes give the same bits as dynamic ones.
 
 `compile_gemm` wraps it for NumPy arrays (tests, benchmarks, the eager front end).
 """
