@@ -78,8 +78,10 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
                  ctx_type: ir.LiteralStructType, extra_types: Sequence[ir.Type],
                  epilogue: Epilogue | None, static_shape: tuple[int, int, int, int] | None) -> ir.Function:
     """`void body(ctx, begin, end)`: macro-tiles [begin, end) of the batch x M x N grid."""
-    kernels = [define_micro_kernel(module, f"{name}.micro{rows}", blk, rows, extra_types, epilogue)
+    kernels = [define_micro_kernel(module, f"{name}.micro{rows}", blk, rows, blk.nv, extra_types, epilogue)
                for rows in range(1, blk.mr + 1)]
+    narrow_kernels = [define_micro_kernel(module, f"{name}.micro{rows}x1", blk, rows, 1, extra_types, epilogue)
+                      for rows in range(1, blk.mr + 1)] if blk.nv > 1 else kernels
     pack_a = define_pack(module, f"{name}.pack_a", blk, "A", along_k_contiguous=not trans_a)
     pack_b = define_pack(module, f"{name}.pack_b", blk, "B", along_k_contiguous=trans_b)
 
@@ -151,7 +153,11 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
                         args = [a_panel, b.select(direct_a, a_rs, I64(1)), b.select(direct_a, a_ks, I64(blk.mr)),
                                 b_panel, b_ks, k_cur, gep(b, c_base, b.mul(ir_, ldc), jr), ldc, cols, first, last,
                                 bi, b.add(i0, ir_), b.add(j0, jr), *extras]
-                        _call_by_rows(b, kernels, rows, args)
+                        with b.if_else(b.icmp_signed(">", cols, I64(blk.lanes))) as (wide, narrow):
+                            with wide:
+                                _call_by_rows(b, kernels, rows, args)
+                            with narrow:
+                                _call_by_rows(b, narrow_kernels, rows, args)
     _free(b, a_buffer)
     _free(b, b_buffer)
     b.ret_void()

@@ -285,16 +285,20 @@ Epilogue = Callable[[ir.IRBuilder, ir.Value, EpilogueIndex, Sequence[ir.Value]],
 MICRO_ARGS = 14
 
 
-def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int,
+def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int, vectors: int,
                         extra_types: Sequence[ir.Type], epilogue: Epilogue | None) -> ir.Function:
-    """C tile (rows x NR, cols valid) = sum_k A[:, k] B[k, :], stored per the flags.
+    """C tile (rows x vectors*L, cols valid) = sum_k A[:, k] B[k, :], stored per the flags.
+
+    `vectors` < NV serves narrow last panels (N % NR <= L) without computing
+    the zero padding.
 
     Strides are run-time arguments: packed panels pass (1, MR) for A and NR
     for B, the no-pack path passes op(A)'s and op(B)'s own. Measured: no
     slower than constants (the row pointers are hoisted, the FMAs bound the
     loop), and one kernel per row count serves both paths.
     """
-    T, V, L, nv = blk.element, blk.vector, blk.lanes, blk.nv
+    T, V, L, nv = blk.element, blk.vector, blk.lanes, vectors
+    width = nv * L
     P = T.as_pointer()
     fn = new_function(module, name, [P, I64, I64, P, I64, I64, P, I64, I64, I1, I1, I64, I64, I64,
                                      *extra_types])
@@ -316,7 +320,7 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int,
         module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), I32, I32, I32]), "llvm.prefetch.p0")
     for r in range(rows):
         c_row = gep(b, c, b.mul(I64(r), ldc))
-        for offset in sorted({0, blk.nr - 1}):
+        for offset in sorted({0, width - 1}):
             line = b.bitcast(gep(b, c_row, offset), ir.IntType(8).as_pointer())
             b.call(prefetch, [line, ir.IntType(32)(1), ir.IntType(32)(3), ir.IntType(32)(1)])
 
@@ -348,7 +352,7 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int,
         b.store(value, typed, align=blk.element_bytes)
 
     accumulators = [[b.load(slot) for slot in slots] for slots in acc_slots]
-    tile = entry_alloca(b, ir.ArrayType(T, rows * blk.nr), "tile")
+    tile = entry_alloca(b, ir.ArrayType(T, rows * width), "tile")
 
     def store_full(apply_epilogue: bool) -> None:
         for r in range(rows):
@@ -362,7 +366,7 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int,
         vector_cols = b.mul(b.sdiv(cols, I64(L)), I64(L))
         with for_range(b, I64(0), I64(rows), name="er") as r:
             c_row = gep(b, c, b.mul(r, ldc))
-            t_row = gep(b, tile_ptr, b.mul(r, I64(blk.nr)))
+            t_row = gep(b, tile_ptr, b.mul(r, I64(width)))
             with for_range(b, I64(0), vector_cols, L, name="ev") as j:
                 value = b.load(vector_pointer(b, gep(b, t_row, j), V), align=blk.element_bytes)
                 finish(value, gep(b, c_row, j), r, b.add(col, j), L, apply_epilogue)
@@ -379,14 +383,14 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int,
             with partial_block:
                 store(False)
 
-    with b.if_else(b.icmp_signed(">=", cols, I64(blk.nr))) as (full_tile, edge_tile):
+    with b.if_else(b.icmp_signed(">=", cols, I64(width))) as (full_tile, edge_tile):
         with full_tile:
             with_and_without_epilogue(store_full)
         with edge_tile:
             tile_ptr = b.gep(tile, [I32(0), I32(0)])
             for r in range(rows):
                 for v in range(nv):
-                    b.store(accumulators[r][v], vector_pointer(b, gep(b, tile_ptr, r * blk.nr + v * L), V),
+                    b.store(accumulators[r][v], vector_pointer(b, gep(b, tile_ptr, r * width + v * L), V),
                             align=blk.element_bytes)
             with_and_without_epilogue(store_edge)
     b.ret_void()
