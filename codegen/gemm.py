@@ -47,6 +47,7 @@ I8P = ir.IntType(8).as_pointer()
 PARALLEL_MIN_FMAS = 1 << 18
 # Problems whose operands take at most this much skip packing (see _define_body).
 DIRECT_MAX_BYTES = target.host().l2_bytes // 2
+DIRECT_A_MAX_PANELS = 4
 
 # ctx struct fields (after them come the extra args)
 _A, _B, _C, _BATCH, _M, _N, _K, _LDA, _LDB, _LDC, _SA, _SB, _SC, _MC, _NCB, _MB, _NB = range(17)
@@ -102,9 +103,13 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
     # Small problems (one K block, operands within half of L2) skip packing:
     # the micro-kernel reads op(A) in place, and op(B) too when its rows are
     # contiguous (only the last, partial NR panel is packed, zero-padded).
+    # A (not transposed) is also read in place when N has at most
+    # DIRECT_A_MAX_PANELS panels: too few reuses to pay for its transposing
+    # copy. (Transposed A read in place strides lda per k: measured far slower.)
     footprint = b.mul(b.add(b.mul(M, K), b.mul(K, N)), I64(blk.element_bytes))
-    direct_a = b.and_(b.icmp_signed("<=", K, I64(blk.kc)), b.icmp_signed("<=", footprint, I64(DIRECT_MAX_BYTES)))
-    direct_b = I1(0) if trans_b else direct_a
+    small = b.and_(b.icmp_signed("<=", K, I64(blk.kc)), b.icmp_signed("<=", footprint, I64(DIRECT_MAX_BYTES)))
+    direct_a = small if trans_a else b.or_(small, b.icmp_signed("<=", N, I64(DIRECT_A_MAX_PANELS * blk.nr)))
+    direct_b = I1(0) if trans_b else small
     a_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, mc, blk.mr), I64(blk.mr)), kc))
     b_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, ncb, blk.nr), I64(blk.nr)), kc))
 
