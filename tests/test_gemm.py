@@ -201,7 +201,8 @@ def test_static_shape_gives_the_same_bits(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1, 301, 97, 530), (3, 50, 200, 70), (1, 7, 1000, 300), (1, 1, 1, 1)])
+@pytest.mark.parametrize("shape", [(1, 301, 97, 530), (3, 50, 200, 70), (1, 7, 1000, 300), (1, 500, 40, 600),
+                                   (1, 1, 1, 1)])
 def test_thread_count_does_not_change_bits(dtype, shape):
     batch, m, n, k = shape
     rng = np.random.default_rng(2)
