@@ -49,8 +49,7 @@ PARALLEL_MIN_FMAS = 1 << 18
 DIRECT_MAX_BYTES = target.host().l2_bytes // 2
 DIRECT_A_MAX_PANELS = 4
 
-# ctx struct fields (after them come the extra args)
-_A, _B, _C, _BATCH, _M, _N, _K, _LDA, _LDB, _LDC, _SA, _SB, _SC, _MC, _NCB, _MB, _NB = range(17)
+# ctx struct: the 13 GEMM arguments, then mc, ncb, mb, nb (the task grid), then the extra args
 _CTX_FIELDS = 17
 
 

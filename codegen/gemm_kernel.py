@@ -180,8 +180,6 @@ def new_function(module: ir.Module, name: str, args: Sequence[ir.Type]) -> ir.Fu
 # element (0, 0) of the block of op(X), ld is X's row stride and count is the
 # number of valid columns (B) or rows (A).
 
-PACK_ARGS = 5
-
 
 def _pack_scalar(b: ir.IRBuilder, src: ir.Value, k_stride: ir.Value | int, x_stride: ir.Value | int,
                  k_start: ir.Value, k_stop: ir.Value, valid: ir.Value, width: int, dst: ir.Value) -> None:
