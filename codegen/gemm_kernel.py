@@ -128,10 +128,11 @@ def transpose(builder: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
 
 
 def fma(builder: ir.IRBuilder, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
-    """x * y + z rounded once (llvm.fma; IRBuilder.fma rejects vectors)."""
+    """x * y + z: llvm.fma (one rounding) with FMA hardware; without it llvm.fmuladd,
+    a multiply and an add, instead of a libm call per lane. (IRBuilder.fma rejects vectors.)"""
     t = x.type
     suffix = f"v{t.count}{t.element.intrinsic_name}" if isinstance(t, ir.VectorType) else t.intrinsic_name
-    name = f"llvm.fma.{suffix}"
+    name = f"llvm.{'fma' if host().has_fma else 'fmuladd'}.{suffix}"
     function = builder.module.globals.get(name)
     if function is None:
         function = ir.Function(builder.module, ir.FunctionType(t, [t, t, t]), name)
