@@ -107,7 +107,7 @@ def evaluate_node(node: Node, args: Sequence[np.ndarray]) -> list[np.ndarray]:
             views = [strided_view(a, attrs["views"][i], shape) for i, a in enumerate(args)]
             outputs = run(node.region, views)
             if op == "fused":
-                return [np.ascontiguousarray(np.broadcast_to(o, shape), dtype=d) for o, d in zip(outputs, out_dtypes)]
+                return [np.asarray(np.broadcast_to(o, shape), dtype=d, order="C") for o, d in zip(outputs, out_dtypes)]
             reducer = REDUCERS[attrs["reduce"]]
             result = reducer(np.broadcast_to(outputs[0], shape), axis=attrs["axes"])
         elif op == "assign":
@@ -116,7 +116,8 @@ def evaluate_node(node: Node, args: Sequence[np.ndarray]) -> list[np.ndarray]:
             return EXTRA[op](node, list(args))
         else:
             raise NotImplementedError(f"the interpreter has no rule for {op!r}")
-    return [np.ascontiguousarray(result, dtype=out_dtypes[0])]
+    # asarray, not ascontiguousarray: the latter turns rank-0 results into shape (1,)
+    return [np.asarray(result, dtype=out_dtypes[0], order="C")]
 
 
 def run(graph: Graph, args: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -319,8 +319,6 @@ def test_elementwise_infer_accepts_exactly_equal_shapes(a, b):
             infer("mul", [_t(a), _t(b)], {})
 
 
-@pytest.mark.xfail(reason="ir.interpret: np.ascontiguousarray turns rank-0 results into shape (1,); "
-                          "the pass tests generate rank >= 1 graphs until it is fixed")
 def test_interpreter_keeps_rank0_results():
     from ir.interpret import run
 

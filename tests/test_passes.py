@@ -59,12 +59,12 @@ SEEDS = st.integers(0, 2**31)
 
 
 @pytest.mark.parametrize("name", ["dce", "cse", "constant_fold", "simplify", "fuse_elementwise"])
-@given(graph=graphs(rank0=False), seed=SEEDS)
+@given(graph=graphs(), seed=SEEDS)
 def test_pass_keeps_results(name, graph, seed):
     _check_pass(graph, seed, [name])
 
 
-@given(graph=graphs(max_ops=12, rank0=False), seed=SEEDS)
+@given(graph=graphs(max_ops=12), seed=SEEDS)
 def test_pipeline_keeps_results_and_leaves_only_kernels(graph, seed):
     result = _check_pass(graph, seed, DEFAULT_PIPELINE)
     for node in result.nodes:
@@ -72,7 +72,7 @@ def test_pipeline_keeps_results_and_leaves_only_kernels(graph, seed):
     assert print_graph(parse_graph(print_graph(result))) == print_graph(result)
 
 
-@given(graph=graphs(max_ops=6, fused=True, rank0=False), seed=SEEDS)
+@given(graph=graphs(max_ops=6, fused=True), seed=SEEDS)
 def test_passes_accept_graphs_with_fused_nodes(graph, seed):
     _check_pass(graph, seed, DEFAULT_PIPELINE)
 
@@ -400,7 +400,7 @@ def test_back_end_runs_softmax_denominator_and_six_op_chain():
     _back_end_case(_six_op_chain(), 9)
 
 
-@given(graph=graphs(max_ops=6, rank0=False), seed=SEEDS)
+@given(graph=graphs(max_ops=6), seed=SEEDS)
 def test_back_end_runs_generated_fused_graphs(graph, seed):
     # NaN and out-of-range float -> int casts differ: NumPy gives INT_MIN, the kernels saturate.
     assume(not any(n.op == "cast" and n.operands[0].dtype.is_float and not n.result.dtype.is_float
