@@ -68,6 +68,17 @@ def strided_view(array: np.ndarray, view: tuple, shape: tuple[int, ...]) -> np.n
     return np.lib.stride_tricks.as_strided(base, shape, [s * flat.itemsize for s in strides], writeable=False)
 
 
+def _cast(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float -> int saturates like the kernels' fptosi.sat: NaN is 0, out-of-range values clamp
+    (NumPy's astype leaves those undefined)."""
+    if np.issubdtype(array.dtype, np.floating) and np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        clamped = np.clip(np.nan_to_num(np.trunc(array), nan=0.0), info.min, info.max)
+        too_high = clamped >= 2.0 ** (info.bits - 1)  # float(info.max) rounds up, out of range
+        return np.where(too_high, info.max, np.where(too_high, 0, clamped).astype(dtype))
+    return array
+
+
 def evaluate_node(node: Node, args: Sequence[np.ndarray]) -> list[np.ndarray]:
     op, attrs = node.op, node.attr_dict
     out_dtypes = [NP_DTYPES[r.dtype.value] for r in node.results]
@@ -79,7 +90,7 @@ def evaluate_node(node: Node, args: Sequence[np.ndarray]) -> list[np.ndarray]:
         elif op == "select":
             result = np.where(args[0], args[1], args[2])
         elif op == "cast":
-            result = args[0]
+            result = _cast(args[0], out_dtypes[0])
         elif op == "constant":
             result = np.full(node.result.shape, attrs["value"])
         elif op == "iota":
