@@ -385,6 +385,60 @@ def test_collator_field_kinds():
     assert list(loader) == [2, 2]
 
 
+class ItemsOnly(Dataset):
+    """The same items as ``inner`` without its ``batch`` method: forces the per-item path."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getitem__(self, i):
+        return self.inner[i]
+
+    def __len__(self):
+        return len(self.inner)
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_apply_array_equals_apply_per_image(channels):
+    rng = np.random.default_rng(4)
+    shape = (5, 6, 7) if channels is None else (5, 6, 7, channels)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    per_channel = [1.0, 2.0, 3.0] if channels else 3.0
+    pipelines = [Normalize(per_channel, 7.0), Pad((1, 0, 2, 3)), ToMode("CHW"), ToMode("HWC"),
+                 Compose([Normalize(per_channel, 7.0), Pad(2, value=per_channel), ToMode("CHW")])]
+    for t in pipelines:
+        want = np.stack(t.apply_batch(list(images)))
+        got = t.apply_array(images)
+        assert got.dtype == want.dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="NHW or NHWC"):
+        Pad(1).apply_array(images[0, 0])
+    with pytest.raises(ValueError, match="channel"):
+        Normalize([1, 2], 1).apply_array(images)
+
+
+def test_dataloader_batch_path_equals_item_path(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 19
+    fields = (rng.integers(0, 256, (n, 6, 5), dtype=np.uint8), rng.integers(0, 10, n), rng.normal(size=n),
+              rng.normal(size=(n, 2)).astype(np.float32), rng.integers(0, 2, n).astype(bool),
+              rng.integers(0, 9, (n, 3)))
+    _fake_mnist(tmp_path, gz=False)
+    transform = Compose([Normalize(3.0, 2.0), Pad(1), ToMode("CHW")])
+    for ds in (ArrayDataset(*fields), MNIST(tmp_path)):
+        sampler = RandomSampler(ds, batch_size=4, seed=1)
+        fast = _batches(DataLoader(ds, sampler, transform))
+        sampler = RandomSampler(ds, batch_size=4, seed=1)
+        slow = _batches(DataLoader(ItemsOnly(ds), sampler, transform))
+        assert len(fast) == len(slow) > 0
+        for bf, bs in zip(fast, slow):
+            assert [f.dtype for f in bf] == [f.dtype for f in bs]
+            for ff, fs in zip(bf, bs):
+                np.testing.assert_array_equal(ff, fs)
+    with pytest.raises(ValueError, match="int32 range"):
+        list(DataLoader(ArrayDataset(np.zeros((2, 2)), np.array([0, 2**40])), SequentialSampler(range(2), 2)))
+
+
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_workers_match_serial(context):
     ds = _image_dataset()

@@ -31,7 +31,13 @@ EMBEDDED_ROOT = Path(__file__).resolve().parent / "embedded"
 
 
 class Dataset(abc.ABC):
-    """A map-style dataset: ``len(ds)`` items, ``ds[i]`` returns item ``i``."""
+    """A map-style dataset: ``len(ds)`` items, ``ds[i]`` returns item ``i``.
+
+    A dataset whose items are tuples of array fields may also define
+    ``batch(indices)`` returning one array per field with the items stacked;
+    the DataLoader then fetches a batch with one fancy index per field instead
+    of a Python loop over items.
+    """
 
     @abc.abstractmethod
     def __getitem__(self, index: int):
@@ -63,6 +69,9 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple:
         return tuple(a[index] for a in self.arrays)
+
+    def batch(self, indices: list[int]) -> tuple[np.ndarray, ...]:
+        return tuple(a[indices] for a in self.arrays)
 
     def __len__(self) -> int:
         return len(self.arrays[0])
@@ -104,6 +113,9 @@ class MNIST(Dataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         return self.images[index], int(self.labels[index])
+
+    def batch(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[indices], self.labels[indices]
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -1,8 +1,12 @@
 """Image transforms with MegEngine's semantics (images are HW or HWC NumPy arrays).
 
-A transform maps one image with ``apply`` and a sequence of images with
-``apply_batch``. The DataLoader applies the transform to the first field of
-each sample (the image) and leaves the other fields (the label) untouched.
+A transform maps one image with ``apply``, a sequence of images with
+``apply_batch``, and a stacked batch (NHW or NHWC array) with ``apply_array``.
+The DataLoader applies the transform to the first field of each sample (the
+image) and leaves the other fields (the label) untouched; for datasets that
+hand out whole batches it calls ``apply_array``, which the built-in
+transforms compute on the whole batch at once (a loop per image costs more
+than a LeNet training step).
 """
 
 from __future__ import annotations
@@ -30,6 +34,19 @@ class Transform:
     def apply_batch(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
         return tuple(self.apply(image) for image in images)
 
+    def apply_array(self, images: np.ndarray) -> np.ndarray:
+        """``apply`` on each image of a stacked batch (first axis = images), stacked again."""
+        if len(images) == 0:
+            raise ValueError(f"{type(self).__name__}.apply_array: the batch is empty")
+        return np.stack(self.apply_batch(list(images)))
+
+
+def _stack(images, who: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"{who}: expected a batch of HW or HWC images (NHW or NHWC), got shape {images.shape}")
+    return images
+
 
 class Compose(Transform):
     """Apply ``transforms`` one after the other."""
@@ -45,6 +62,11 @@ class Compose(Transform):
             image = t.apply(image)
         return image
 
+    def apply_array(self, images: np.ndarray) -> np.ndarray:
+        for t in self.transforms:
+            images = t.apply_array(images)
+        return images
+
 
 class Normalize(Transform):
     """``(image - mean) / std`` in float32; ``mean``/``std`` are scalars or per-channel sequences."""
@@ -59,8 +81,13 @@ class Normalize(Transform):
             raise ValueError(f"Normalize: std must be non-zero, got {std!r}")
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        image = _image(image, "Normalize")
-        channels = image.shape[2] if image.ndim == 3 else 1
+        return self._normalize(_image(image, "Normalize"), channel_axis=2)
+
+    def apply_array(self, images: np.ndarray) -> np.ndarray:
+        return self._normalize(_stack(images, "Normalize.apply_array"), channel_axis=3)
+
+    def _normalize(self, image: np.ndarray, channel_axis: int) -> np.ndarray:
+        channels = image.shape[channel_axis] if image.ndim > channel_axis else 1
         for name, v in (("mean", self.mean), ("std", self.std)):
             if v.size not in (1, channels):
                 raise ValueError(f"Normalize: {name} has {v.size} values but the image {image.shape} has {channels} channel(s)")
@@ -84,18 +111,25 @@ class Pad(Transform):
         self.value = value
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        image = _image(image, "Pad")
+        return self._pad(_image(image, "Pad"), batched=False)
+
+    def apply_array(self, images: np.ndarray) -> np.ndarray:
+        return self._pad(_stack(images, "Pad.apply_array"), batched=True)
+
+    def _pad(self, image: np.ndarray, batched: bool) -> np.ndarray:
+        lead = image.shape[:1] if batched else ()
+        h, w, *channels = image.shape[len(lead):]
         top, bottom, left, right = self.size
-        h, w = image.shape[:2]
-        out = np.empty((h + top + bottom, w + left + right) + image.shape[2:], dtype=image.dtype)
+        out = np.empty(lead + (h + top + bottom, w + left + right) + tuple(channels), dtype=image.dtype)
         value = np.asarray(self.value)
-        if value.ndim == 1 and (image.ndim != 3 or value.size != image.shape[2]):
-            raise ValueError(f"Pad: {value.size} fill values do not match the channels of image {image.shape}")
+        if value.ndim == 1 and (len(channels) != 1 or value.size != channels[0]):
+            shape = image.shape[1:] if batched else image.shape
+            raise ValueError(f"Pad: {value.size} fill values do not match the channels of image {shape}")
         fill = value.astype(image.dtype)
         if not np.all(fill == value):
             raise ValueError(f"Pad: fill value {self.value!r} is not representable in the image dtype {image.dtype}")
         out[...] = fill
-        out[top : top + h, left : left + w] = image
+        out[(slice(None),) * len(lead) + (slice(top, top + h), slice(left, left + w))] = image
         return out
 
 
@@ -114,3 +148,11 @@ class ToMode(Transform):
         if self.mode == "CHW":
             image = np.moveaxis(image, 2, 0)
         return np.ascontiguousarray(image)
+
+    def apply_array(self, images: np.ndarray) -> np.ndarray:
+        images = _stack(images, "ToMode.apply_array")
+        if images.ndim == 3:
+            images = images[..., None]
+        if self.mode == "CHW":
+            images = np.moveaxis(images, 3, 1)
+        return np.ascontiguousarray(images)
