@@ -32,6 +32,7 @@ from .elementwise import KERNEL_TYPE, define_fused_kernel
 from .emit import I8, I32, I64
 from .kernels import new_module
 from .plan import contiguous_view, plan_loops
+from .profile import TICKS_SYMBOL, bind_ticks, emit_tick
 
 I8P = I8.as_pointer()
 
@@ -52,7 +53,8 @@ class Lowering:
     builder: ir.IRBuilder
     buffers_arg: ir.Value
     kernel_names: list[str] = field(default_factory=list)
-    kernel_nodes: list[str] = field(default_factory=list)
+    kernel_nodes: list[Node | None] = field(default_factory=list)  # the node each kernel lowers
+    profile: bool = False  # clock reads at kernel boundaries (codegen.profile)
 
     def pointer(self, buffer: Buffer) -> ir.Value:
         return self.builder.load(self.builder.gep(self.buffers_arg, [I64(buffer.slot)]))
@@ -66,8 +68,14 @@ class Lowering:
         b.call(kernel, [b.bitcast(array, I8P.as_pointer()), meta])
 
     def new_kernel_name(self, node: Node) -> str:
-        name = f"k{len(self.kernel_names)}_{node.op}"
+        return self.begin_kernel(f"k{len(self.kernel_names)}_{node.op}", node)
+
+    def begin_kernel(self, name: str, node: Node | None) -> str:
+        """Start kernel `name`: the code emitted into the entry from here on belongs to it."""
+        if self.profile:
+            emit_tick(self.module, self.builder, len(self.kernel_names))
         self.kernel_names.append(name)
+        self.kernel_nodes.append(node)
         return name
 
 
@@ -221,6 +229,8 @@ class CompiledGraph:
     compile_seconds: float
     _object: object = None
     calls: int = 0
+    kernel_nodes: list[Node | None] = field(default_factory=list)
+    ticks: np.ndarray | None = None  # with profile=True: kernel i ran from ticks[i] to ticks[i+1] (ns)
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
         if len(inputs) != self.n_inputs:
@@ -254,13 +264,16 @@ class CompiledGraph:
 ENTRY_CFUNC = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))
 
 
-def compile_graph(graph: Graph) -> CompiledGraph:
-    """Lower `graph` (already optimised: elementwise work in fused nodes) to native code."""
+def compile_graph(graph: Graph, profile: bool = False) -> CompiledGraph:
+    """Lower `graph` (already optimised: elementwise work in fused nodes) to native code.
+
+    `profile=True` also records when each kernel starts into `CompiledGraph.ticks`.
+    """
     start = time.perf_counter()
     module = new_module(graph.name)
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer()]), "run")
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
-    ctx = Lowering(module, builder, entry.args[0])
+    ctx = Lowering(module, builder, entry.args[0], profile=profile)
 
     buffers: dict[Value, Buffer] = {}
     n_in, n_out = len(graph.inputs), len(graph.outputs)
@@ -309,9 +322,10 @@ def compile_graph(graph: Graph) -> CompiledGraph:
         source = buffers[value]
         if source.slot != n_in + i and 0 not in value.shape:
             shape = value.shape or (1,)
-            _fused_call(ctx, f"out{i}_copy", _identity_region(value.dtype), shape,
+            _fused_call(ctx, ctx.begin_kernel(f"out{i}_copy", None), _identity_region(value.dtype), shape,
                         [contiguous_view(shape)] * 2, [Buffer(n_in + i, value.type)], [source])
-            ctx.kernel_names.append(f"out{i}_copy")
+    if profile:
+        emit_tick(module, builder, len(ctx.kernel_names))
     builder.ret_void()
 
     llvm_ir = str(module)
@@ -320,9 +334,12 @@ def compile_graph(graph: Graph) -> CompiledGraph:
     compiled = CompiledGraph(
         graph=graph, llvm_ir=llvm_ir, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=n_in,
         n_outputs=n_out, slots=n_in + n_out + len(arena), arena=arena,
-        kernel_names=ctx.kernel_names,
+        kernel_names=ctx.kernel_names, kernel_nodes=ctx.kernel_nodes,
         compile_seconds=time.perf_counter() - start, _object=loaded,
     )
+    if profile:
+        compiled.ticks = np.zeros(len(ctx.kernel_names) + 1, np.int64)
+        bind_ticks(loaded.address(TICKS_SYMBOL), compiled.ticks.ctypes.data)
     return compiled
 
 
