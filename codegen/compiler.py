@@ -347,3 +347,4 @@ __all__ = ["compile_graph", "CompiledGraph", "LOWERINGS", "lowering", "KERNEL_TY
 
 from . import lower_nn  # noqa: E402,F401  (contraction lowerings register themselves)
 from . import lower_conv  # noqa: E402,F401  (window-op lowerings register themselves)
+from . import random  # noqa: E402,F401  (random_uniform's lowering)

@@ -27,11 +27,12 @@ VJP: dict[str, Rule] = {}
 
 # Primitives that get no gradient on purpose: sources, comparisons and logic
 # (bool results), index results, state updates, fused kernels (they only
-# exist after graph passes, never on a GradManager tape), and the backward-only
+# exist after graph passes, never on a GradManager tape), random draws (their
+# values do not depend on a differentiable input), and the backward-only
 # primitives of windows (differentiating them would be higher-order autodiff).
 NON_DIFFERENTIABLE = frozenset({
     "constant", "iota", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
-    "logical_not", "argmax", "argmin", "assign", "fused", "fused_reduce",
+    "logical_not", "argmax", "argmin", "assign", "fused", "fused_reduce", "random_uniform",
     "conv2d_grad_input", "conv2d_grad_weight", "max_pool2d_grad", "avg_pool2d_grad",
 })
 

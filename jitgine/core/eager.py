@@ -236,3 +236,4 @@ def _assign(attrs, arrays, types):
     return [target]
 from . import eager_nn  # noqa: E402,F401  (contraction executors register themselves)
 from . import eager_conv  # noqa: E402,F401  (window-op executors register themselves)
+from . import eager_random  # noqa: E402,F401

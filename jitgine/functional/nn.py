@@ -146,12 +146,21 @@ def one_hot(inp: Any, num_classes: int) -> Tensor:
 
 
 def dropout(inp: Any, drop_prob: float, training: bool = True) -> Tensor:
-    """Identity when not training or drop_prob is 0; training dropout needs a random primitive (not yet)."""
+    """Inverted dropout: zero each element with probability `drop_prob`, scale the rest by 1 / (1 - drop_prob).
+
+    The mask comes from `jitgine.random`'s counter-based stream (a fresh draw per call, also in a
+    traced step). It is an ordinary tensor that multiplies the input, so the backward pass reuses
+    the very mask of the forward pass. Identity when not training or `drop_prob` is 0.
+    """
     if not 0.0 <= drop_prob < 1.0:
         raise ValueError(f"dropout: drop_prob must be in [0, 1), got {drop_prob}")
     if not training or drop_prob == 0.0:
         return as_tensor(inp)
-    raise NotImplementedError("Dropout in training needs the random primitive")
+    from .. import random
+
+    x = _float(inp)
+    keep = random.default_rng().uniform(size=x.shape) >= float(drop_prob)
+    return mul(x, mul(cast(keep, x._type.dtype), 1.0 / (1.0 - drop_prob)))
 
 
 def batch_norm(inp: Any, running_mean: Tensor | None = None, running_var: Tensor | None = None,
