@@ -131,3 +131,8 @@ def test_train_eval_switch_retraces_and_lr_change_takes_effect():
     net.eval()
     train_step(x)
     assert train_step.retraces == 1
+    net.train()  # back to the first signature: an epoch's evaluation must not recompile the step
+    net.eval()
+    net.train()
+    train_step(x)
+    assert train_step.retraces == 1 and len(train_step.executables) == 2

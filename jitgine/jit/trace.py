@@ -231,13 +231,15 @@ class trace:
                 key.append(("scalar", arg))
             else:
                 raise TraceError(f"traced functions take tensors, arrays and Python scalars; got {type(arg)}")
-        key.append(("modules", modes.training_state_version))
+        key.append(("modules", modes.state()))
         key.append(("kwargs", tuple(sorted(kwargs))))
         return arrays, tuple(key)
 
     def _why(self, signature: tuple) -> str:
         previous = list(self.executables)[-1]
         for i, (old, new) in enumerate(zip(previous, signature)):
+            if old != new and old[0] == "modules":
+                return "a module switched between train() and eval()"
             if old != new:
                 return f"argument {i} changed from {old[1:]} to {new[1:]}"
         return "new signature"

@@ -115,12 +115,10 @@ class Module:
 
     # ------------------------------------------------------------- modes and grads
     def train(self, mode: bool = True) -> "Module":
-        changed = False
         for m in self.modules():
-            changed |= m.training != bool(mode)
+            if m.training != bool(mode):
+                modes.set_training(m, bool(mode))  # traced functions recorded in the other mode retrace
             m.training = bool(mode)
-        if changed:
-            modes.bump()  # traced functions recorded in the other mode must retrace
         return self
 
     def eval(self) -> "Module":
