@@ -15,6 +15,7 @@ from ir.graph import Node
 from .compiler import Buffer, Lowering, _fill, lowering
 from .conv import define_col2im, define_im2col
 from .emit import I8, I64, memory_type
+from .epilogue import RegionEpilogue, tile_layout_of_conv
 from .gemm import define_gemm
 from .loops import for_range
 from .pool import define_pool
@@ -56,9 +57,11 @@ class _Emitter:
         self.metas += 1
         self.ctx.call(kernel, pointers, self.b.bitcast(glob, I64.as_pointer()))
 
-    def gemm(self, trans_a: bool, trans_b: bool) -> ir.Function:
+    def gemm(self, trans_a: bool, trans_b: bool, epilogue: RegionEpilogue | None = None) -> ir.Function:
         key = f"{self.name}.gemm{int(trans_a)}{int(trans_b)}"
-        return self.ctx.module.globals.get(key) or define_gemm(self.ctx.module, key, self.dtype.name, trans_a, trans_b)
+        return self.ctx.module.globals.get(key) or define_gemm(
+            self.ctx.module, key, self.dtype.name, trans_a, trans_b,
+            epilogue.arg_types if epilogue else (), epilogue)
 
 
 def _grain(tasks: int, work: int) -> int:
@@ -75,12 +78,17 @@ def _im2col_meta(tasks, c, h, w, khw, ohw, stride, padding, dilation, img_stride
     return [tasks, _grain(tasks, work), c, h, w, *khw, *ohw, *stride, *padding, *dilation, img_stride, row_stride]
 
 
-@lowering("conv2d", "conv2d_grad_input", "conv2d_grad_weight")
+@lowering("conv2d", "fused_conv2d", "conv2d_grad_input", "conv2d_grad_weight")
 def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]) -> None:
-    (out,) = outs
+    """fused_conv2d: conv2d with the region as the epilogue of each im2col GEMM (codegen.epilogue)."""
     stride, padding, dilation, groups = _conv_attrs(node)
-    e = _Emitter(ctx, node, out.type.dtype)
-    if node.op == "conv2d":
+    e = _Emitter(ctx, node, ins[0].type.dtype)
+    epilogue, others = None, []
+    if node.op == "fused_conv2d":
+        epilogue = RegionEpilogue(e.name, node.region, tile_layout_of_conv(outs[0].type.shape), node.attr("views"))
+        others = [ctx.pointer(buf) for buf in ins[2:] + [b for i, b in enumerate(outs) if i != epilogue.stored]]
+    out = outs[epilogue.stored] if epilogue else outs[0]
+    if node.op in ("conv2d", "fused_conv2d"):
         (n, c, h, w), (o, cg, kh, kw), (oh, ow) = ins[0].type.shape, ins[1].type.shape, out.type.shape[2:]
     elif node.op == "conv2d_grad_input":
         (n, c, h, w), (o, cg, kh, kw), (oh, ow) = out.type.shape, ins[1].type.shape, ins[0].type.shape[2:]
@@ -93,18 +101,19 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
         _fill(ctx, node, out, 0.0)
         return
     im2col = define_im2col(ctx.module, e.name + ".im2col", out.type.dtype)
-    if node.op == "conv2d":
+    if node.op in ("conv2d", "fused_conv2d"):
         chunk = max(1, min(n, SCRATCH_ELEMENTS // (c * kk * p)))
         col = e.scratch(chunk * c * kk * p)
-        gemm = e.gemm(False, False)
+        gemm = e.gemm(False, False, epilogue)
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
             e.plane_call(im2col, [col, e.pointer(ins[0], n0 * c * h * w)],
                          _im2col_meta(nc * c, c, h, w, (kh, kw), (oh, ow), stride, padding, dilation, c * kk * p, p))
             for g in range(groups):
                 sizes = [nc, og, p, ck, ck, p, p, 0, c * kk * p, o * p]
+                extras = epilogue.arguments(e.b, others, (n0, g * og, 0, 0)) if epilogue else []
                 e.b.call(gemm, [e.pointer(ins[1], g * og * ck), e.b.gep(col, [I64(g * ck * p)]),
-                                e.pointer(out, (n0 * o + g * og) * p)] + [I64(v) for v in sizes])
+                                e.pointer(out, (n0 * o + g * og) * p)] + [I64(v) for v in sizes] + extras)
         e.free(col)
     elif node.op == "conv2d_grad_input":
         chunk = max(1, min(n, SCRATCH_ELEMENTS // (c * kk * p)))

@@ -360,3 +360,4 @@ def is_elementwise(op: str) -> bool:
 from . import ops_nn  # noqa: E402,F401  (contractions register themselves)
 from . import ops_conv  # noqa: E402,F401
 from . import ops_random  # noqa: E402,F401
+from . import ops_epilogue  # noqa: E402,F401  (contractions with fused epilogues)
