@@ -8,8 +8,9 @@ from . import PassManager
 
 # Simplify first so folding and CSE see canonical forms; DCE before fusion so
 # dead users do not force extra kernel outputs, and after it to drop the
-# layout ops that fusion turned into views.
-DEFAULT_PIPELINE = ["simplify", "constant_fold", "cse", "dce", "fuse_elementwise", "dce"]
+# layout ops that fusion turned into views. Epilogue fusion needs the fused
+# elementwise groups, so it follows elementwise fusion.
+DEFAULT_PIPELINE = ["simplify", "constant_fold", "cse", "dce", "fuse_elementwise", "fuse_epilogue", "dce"]
 
 
 def optimize(graph: Graph) -> tuple[Graph, PassManager]:

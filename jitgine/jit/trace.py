@@ -35,7 +35,7 @@ from ..tensor import Tensor
 
 log = logging.getLogger("jitgine.jit")
 
-PIPELINE = ["simplify", "constant_fold", "cse", "dce", "fuse_elementwise", "dce"]
+PIPELINE = ["simplify", "constant_fold", "cse", "dce", "fuse_elementwise", "fuse_epilogue", "dce"]
 
 
 class TraceError(RuntimeError):
