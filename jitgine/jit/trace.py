@@ -54,6 +54,7 @@ class Tracer:
     def __init__(self, name: str):
         self.builder = GraphBuilder(name)
         self.captured: dict[int, tuple[Tensor, Value]] = {}  # id(tensor) -> (tensor, graph input)
+        self.grads_before: dict[int, Tensor | None] = {}  # id(tensor) -> its .grad when first captured
         self.current: dict[int, Value] = {}  # latest value of a state tensor after _reset
         self.updates: dict[int, tuple[Tensor, Value]] = {}
         self.argument_inputs: list[Value] = []
@@ -68,7 +69,15 @@ class Tracer:
         if key not in self.captured:
             value = self.builder.input(tensor._type)
             self.captured[key] = (tensor, value)
+            self.grads_before[key] = tensor.grad
         return self.captured[key][1]
+
+    def undo(self) -> None:
+        """After a failed trace: captured tensors get back the gradients they had (a traced backward
+        pass left symbolic ones, which would break every later eager step)."""
+        for key, (tensor, _) in self.captured.items():
+            if tensor.grad is not None and tensor.grad._symbol is not None:
+                tensor.grad = self.grads_before[key]
 
     def apply(self, primitive: str, attrs: dict[str, Any], inputs: Sequence[Tensor],
               types: list[TensorType]) -> list[Tensor]:
@@ -267,9 +276,12 @@ class trace:
         dispatch.tracer = tracer
         try:
             result = self._function(*symbolic_args, **symbolic_kwargs)
+            flat, structure = _flatten(result)
+        except BaseException:
+            tracer.undo()
+            raise
         finally:
             dispatch.tracer = None
-        flat, structure = _flatten(result)
         builder = tracer.builder
         outputs = [tracer.value_of(t) for t in flat]
         captured = [t for t, _ in tracer.captured.values()]
