@@ -8,6 +8,7 @@ from . import functional, random
 from .runtime import get_num_threads, set_num_threads
 from .serialization import load, save
 from .tensor import Parameter, Tensor, tensor
+from .model import Model
 
 __version__ = "0.1.0"
 
