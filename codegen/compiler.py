@@ -1,9 +1,12 @@
 """Compiling a whole graph: one LLVM module, one function per kernel, one entry.
 
 The entry `void run(i8** buffers)` receives the graph inputs' pointers, then
-the outputs' pointers, then one arena pointer for every intermediate; it
+the outputs' pointers, then the pointer of one 64-byte aligned arena that
+holds every intermediate at the byte offset codegen.memory planned (buffers
+are reused once dead; state updates are computed in place where safe); it
 calls the kernels in order with their shapes baked in as constants. Python
-makes one native call per run.
+makes one native call per run, through a pointer array the `CompiledGraph`
+keeps and refreshes only where a bound array changed.
 
 Lowerings are keyed by primitive name (`LOWERINGS`): fused elementwise and
 reduction kernels, copies for layout ops that are not views, and extension
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,16 +25,17 @@ from typing import Callable
 import numpy as np
 from llvmlite import ir
 
-from ir.graph import Graph, GraphBuilder, Node, Value
+from ir.graph import Graph, GraphBuilder, Node
 from ir.interpret import NP_DTYPES, evaluate_node
 from ir.ops import view_of
 from ir.types import DType, TensorType, contiguous_strides
 
-from . import cache, target
+from . import cache, kernels, target
 from .argreduce import define_arg_reduce
 from .elementwise import KERNEL_TYPE, define_fused_kernel
 from .emit import I8, I32, I64
 from .kernels import new_module
+from .memory import ALIGN, Home, MemoryPlan, plan_memory
 from .plan import contiguous_view, plan_loops
 from .profile import TICKS_SYMBOL, bind_ticks, emit_tick
 
@@ -39,10 +44,11 @@ I8P = I8.as_pointer()
 
 @dataclass
 class Buffer:
-    """Where a value lives: an entry of `buffers` plus an element offset (views of reshape)."""
+    """Where a value lives: the pointer in entry `slot` of `buffers`, plus `offset` bytes (arena)."""
 
     slot: int
     type: TensorType
+    offset: int = 0
 
 
 @dataclass
@@ -57,7 +63,8 @@ class Lowering:
     profile: bool = False  # clock reads at kernel boundaries (codegen.profile)
 
     def pointer(self, buffer: Buffer) -> ir.Value:
-        return self.builder.load(self.builder.gep(self.buffers_arg, [I64(buffer.slot)]))
+        base = self.builder.load(self.builder.gep(self.buffers_arg, [I64(buffer.slot)]))
+        return self.builder.gep(base, [I64(buffer.offset)]) if buffer.offset else base
 
     def call(self, kernel: ir.Function, pointers: list[ir.Value], meta_ptr: ir.Value | None = None) -> None:
         b = self.builder
@@ -203,20 +210,30 @@ def _lower_arg(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer])
              ctx.builder.bitcast(meta_global, I64.as_pointer()))
 
 
-@lowering("assign")
-def _lower_assign(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]) -> None:
-    """State update: copy the new value into the state input's own buffer."""
-    target_buffer, value = ins
-    if target_buffer.slot == value.slot or 0 in value.type.shape:
+def _copy(ctx: Lowering, name: str, source: Buffer, target: Buffer) -> None:
+    """A copy kernel between two contiguous buffers of the same type."""
+    shape = source.type.shape or (1,)
+    if 0 in shape:
         return
-    shape = value.type.shape
-    _fused_call(ctx, ctx.new_kernel_name(node), _identity_region(value.type.dtype), shape,
-                [contiguous_view(shape), contiguous_view(shape)], [target_buffer], [value])
+    _fused_call(ctx, name, _identity_region(source.type.dtype), shape, [contiguous_view(shape)] * 2,
+                [target], [source])
+
+
+# What a CompiledGraph holds on to is alive: these are its references to an output array (the
+# `outputs` list and the bound-array list) plus getrefcount's own argument.
+_OWNED_REFS = 3
 
 
 @dataclass
 class CompiledGraph:
-    """A graph compiled to one native entry point."""
+    """A graph compiled to one native entry point, with the arena and pointer array it runs on.
+
+    Pointer slots: graph inputs, then outputs, then the arena. `bind` stores an
+    array's pointer only when the array bound to that slot changed. Outputs are
+    handed out as arrays the caller owns: `claim_outputs` reuses last call's
+    output array only when nothing outside this object references it any more
+    (so a loss kept in a list never changes), and allocates a fresh one otherwise.
+    """
 
     graph: Graph
     llvm_ir: str
@@ -224,7 +241,8 @@ class CompiledGraph:
     n_inputs: int
     n_outputs: int
     slots: int
-    arena: list[np.ndarray]  # buffers owned by the executable (intermediates, constants)
+    arena: np.ndarray  # the planned intermediates (bytes, 64-byte aligned), constants written in
+    plan: MemoryPlan
     kernel_names: list[str]
     compile_seconds: float
     _object: object = None
@@ -232,36 +250,85 @@ class CompiledGraph:
     kernel_nodes: list[Node | None] = field(default_factory=list)
     ticks: np.ndarray | None = None  # with profile=True: kernel i ran from ticks[i] to ticks[i+1] (ns)
 
+    def __post_init__(self) -> None:
+        self.pointers = (ctypes.c_void_p * self.slots)()
+        self.pointers[self.slots - 1] = self.arena.ctypes.data
+        self._bound: list[np.ndarray | None] = [None] * self.slots
+        self._outputs: list[np.ndarray | None] = [None] * self.n_outputs
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.plan.arena_bytes
+
+    @property
+    def naive_bytes(self) -> int:
+        """What one buffer per intermediate would take (the arena replaces that)."""
+        return self.plan.naive_bytes
+
+    def bind(self, slot: int, array: np.ndarray) -> None:
+        """Point `slot` at a contiguous array of the slot's type (kept alive while bound)."""
+        if self._bound[slot] is not array:
+            self._bound[slot] = array
+            self.pointers[slot] = array.ctypes.data
+
+    def bound(self, slot: int) -> np.ndarray | None:
+        return self._bound[slot]
+
+    def claim_outputs(self) -> list[np.ndarray]:
+        """The arrays the next run writes its outputs into; the caller may keep them."""
+        outs = self._outputs
+        for i in range(self.n_outputs):
+            if outs[i] is None or sys.getrefcount(outs[i]) > _OWNED_REFS:
+                value = self.graph.outputs[i]
+                outs[i] = np.empty(value.shape, NP_DTYPES[value.dtype.value])
+            self.bind(self.n_inputs + i, outs[i])
+        return list(outs)
+
+    def run_bound(self) -> None:
+        """The one native call: every kernel of the graph, on the bound arrays and the arena."""
+        self.calls += 1
+        kernels.stats.native_calls += 1
+        self.entry(self.pointers)
+
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
         if len(inputs) != self.n_inputs:
             raise ValueError(f"{self.graph.name} takes {self.n_inputs} inputs, got {len(inputs)}")
-        arrays = []
-        for value, array in zip(self.graph.inputs, inputs):
+        for i, (value, array) in enumerate(zip(self.graph.inputs, inputs)):
             want = np.dtype(NP_DTYPES[value.dtype.value])
             if tuple(array.shape) != value.shape or array.dtype != want:
                 raise ValueError(
-                    f"{self.graph.name}: input {len(arrays)} is {array.dtype}{list(array.shape)}, "
+                    f"{self.graph.name}: input {i} is {array.dtype}{list(array.shape)}, "
                     f"the compiled graph needs {want}{list(value.shape)}"
                 )
-            arrays.append(np.ascontiguousarray(array))
-        outputs = [np.empty(v.shape, NP_DTYPES[v.dtype.value]) for v in self.graph.outputs]
-        self.run_into(arrays, outputs)
+            self.bind(i, np.ascontiguousarray(array))
+        outputs = self.claim_outputs()
+        self.run_bound()
         return outputs
 
     def run_into(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
         """One native call; `inputs`/`outputs` must be contiguous arrays of the right types."""
-        pointers = (ctypes.c_void_p * self.slots)()
         for i, array in enumerate(inputs):
-            pointers[i] = array.ctypes.data
+            self.bind(i, array)
         for i, array in enumerate(outputs):
-            pointers[self.n_inputs + i] = array.ctypes.data
-        for i, array in enumerate(self.arena):
-            pointers[self.n_inputs + self.n_outputs + i] = array.ctypes.data
-        self.calls += 1
-        self.entry(pointers)
+            self.bind(self.n_inputs + i, array)
+        self.run_bound()
 
 
 ENTRY_CFUNC = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))
+
+
+def _new_arena(plan: MemoryPlan, graph: Graph) -> np.ndarray:
+    """The arena, 64-byte aligned, with the `iota` constants written in (they are never overwritten)."""
+    size = max(plan.arena_bytes, ALIGN)
+    raw = np.zeros(size + ALIGN, np.uint8)
+    shift = -raw.ctypes.data % ALIGN
+    arena = raw[shift:shift + size]
+    producers = graph.producers()
+    for value in plan.constants:
+        data = np.ascontiguousarray(evaluate_node(producers[value], [])[0]).reshape(-1).view(np.uint8)
+        offset = plan.homes[value].index
+        arena[offset:offset + data.size] = data
+    return arena
 
 
 def compile_graph(graph: Graph, profile: bool = False) -> CompiledGraph:
@@ -275,55 +342,31 @@ def compile_graph(graph: Graph, profile: bool = False) -> CompiledGraph:
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
     ctx = Lowering(module, builder, entry.args[0], profile=profile)
 
-    buffers: dict[Value, Buffer] = {}
+    plan = plan_memory(graph)
     n_in, n_out = len(graph.inputs), len(graph.outputs)
-    for i, value in enumerate(graph.inputs):
-        buffers[value] = Buffer(i, value.type)
-    arena: list[np.ndarray] = []
-    output_slots: dict[Value, int] = {}
-    for i, value in enumerate(graph.outputs):
-        output_slots.setdefault(value, n_in + i)
+    arena_slot = n_in + n_out
 
-    def allocate(value: Value) -> Buffer:
-        if value in output_slots and value not in buffers:
-            return Buffer(output_slots[value], value.type)
-        arena.append(np.empty(max(1, value.type.size), NP_DTYPES[value.dtype.value]))
-        return Buffer(n_in + n_out + len(arena) - 1, value.type)
+    def buffer(home: Home, type: TensorType) -> Buffer:
+        if home.kind == "arena":
+            return Buffer(arena_slot, type, home.index)
+        return Buffer(home.index + (n_in if home.kind == "output" else 0), type)
 
     for node in graph.nodes:
-        ins = [buffers[v] for v in node.operands]
-        if node.op == "reshape" and node.result not in output_slots:
-            buffers[node.result] = Buffer(ins[0].slot, node.result.type)
+        if node in plan.views or node.op == "iota":  # no code: aliases, state updates, constants
             continue
-        if node.op == "iota":
-            array = evaluate_node(node, [])[0]
-            arena.append(np.ascontiguousarray(array).reshape(-1))
-            buffers[node.result] = Buffer(n_in + n_out + len(arena) - 1, node.result.type)
-            continue
-        if node.op == "assign":
-            buffers[node.result] = ins[0]
-            LOWERINGS["assign"](ctx, node, [], ins)
-            continue
-        outs = [allocate(r) for r in node.results]
-        for r, b in zip(node.results, outs):
-            buffers[r] = b
-        if node.op == "reshape":  # an output of its own: copy (any other reshape aliases, above)
-            shape = node.result.shape or (1,)
-            _fused_call(ctx, ctx.new_kernel_name(node), _identity_region(node.result.dtype),
-                        shape, [contiguous_view(shape)] * 2, outs, ins)
+        ins = [buffer(plan.homes[v], v.type) for v in node.operands]
+        outs = [buffer(plan.homes[r], r.type) for r in node.results]
+        if node.op == "reshape":  # returned, so it has an output slot of its own (others are views)
+            _copy(ctx, ctx.new_kernel_name(node), ins[0], outs[0])
             continue
         lower = LOWERINGS.get(node.op)
         if lower is None:
             raise NotImplementedError(f"codegen has no lowering for {node.op!r} (run the fusion passes first?)")
         lower(ctx, node, outs, ins)
-
-    # Outputs that alias inputs or other values are copied into their output slot.
-    for i, value in enumerate(graph.outputs):
-        source = buffers[value]
-        if source.slot != n_in + i and 0 not in value.shape:
-            shape = value.shape or (1,)
-            _fused_call(ctx, ctx.begin_kernel(f"out{i}_copy", None), _identity_region(value.dtype), shape,
-                        [contiguous_view(shape)] * 2, [Buffer(n_in + i, value.type)], [source])
+    # After the last node: outputs living elsewhere, then state updates not computed in place.
+    for copy in plan.end_copies:
+        name = ctx.begin_kernel(f"k{len(ctx.kernel_names)}_copy", None)
+        _copy(ctx, name, buffer(copy.source, copy.type), buffer(copy.target, copy.type))
     if profile:
         emit_tick(module, builder, len(ctx.kernel_names))
     builder.ret_void()
@@ -333,7 +376,7 @@ def compile_graph(graph: Graph, profile: bool = False) -> CompiledGraph:
     loaded = target.LoadedObject(obj)
     compiled = CompiledGraph(
         graph=graph, llvm_ir=llvm_ir, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=n_in,
-        n_outputs=n_out, slots=n_in + n_out + len(arena), arena=arena,
+        n_outputs=n_out, slots=arena_slot + 1, arena=_new_arena(plan, graph), plan=plan,
         kernel_names=ctx.kernel_names, kernel_nodes=ctx.kernel_nodes,
         compile_seconds=time.perf_counter() - start, _object=loaded,
     )

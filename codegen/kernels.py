@@ -24,7 +24,7 @@ KERNEL_CFUNC = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p), ctypes.PO
 class CompileStats:
     kernels: int = 0
     seconds: float = 0.0
-    native_calls: int = 0
+    native_calls: int = 0  # every call into generated code: eager kernels and compiled graphs
     events: list[str] = field(default_factory=list)
 
 

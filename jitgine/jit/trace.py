@@ -7,7 +7,13 @@ tensor the function touches (parameters, optimizer slots, BatchNorm
 statistics, gradients) is captured as a further input, bound to that
 tensor's current storage at every call. `Tensor._reset(value)` (how
 optimizers and BatchNorm update state) becomes an `assign` at the end of the
-graph, which writes the new value into the state tensor's own buffer.
+graph, which writes the new value into the state tensor's own buffer (the
+producing kernel writes it there directly where codegen.memory finds that safe).
+
+Running: the compiled graph owns its arena and pointer array; a call binds
+the argument arrays, rebinds only state tensors whose array eager code
+replaced, and makes one native call. Returned tensors and `.grad`s are arrays
+the caller owns: last step's array is reused only when nothing references it.
 
 A call whose signature (argument shapes and dtypes, Python scalar values,
 module train/eval state) has not been seen is traced and compiled anew; the
@@ -18,7 +24,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -26,7 +34,6 @@ import numpy as np
 
 from codegen.compiler import CompiledGraph, compile_graph
 from ir.graph import GraphBuilder, Value
-from ir.interpret import NP_DTYPES
 from ir.passes import PassManager
 from ir.types import TensorType
 
@@ -113,21 +120,49 @@ class Executable:
     primitives: int
     stages: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._grad_refs: list[weakref.ref | None] = [None] * len(self.grads)
+
     def run(self, args: list[np.ndarray]) -> Any:
-        inputs = list(args)
-        for tensor in self.captured:
-            array = tensor._array
-            if not (array.flags.c_contiguous and array.flags.writeable and array.base is None):
-                # State is updated in place: it must own contiguous, writable storage.
-                array = np.array(array, copy=True)
-                tensor._array = array
-            inputs.append(array)
-        outputs = [np.empty(v.shape, NP_DTYPES[v.dtype.value]) for v in self.compiled.graph.outputs]
-        self.compiled.run_into(inputs, outputs)
+        """Bind the arguments, rebind state tensors whose array changed, and make the one native call.
+
+        Returned tensors and gradients are arrays the caller owns (see
+        `CompiledGraph.claim_outputs`): a kept loss never changes on the next step.
+        """
+        compiled = self.compiled
+        for i, array in enumerate(args):
+            compiled.bind(i, array)
+        for k, tensor in enumerate(self.captured):
+            if tensor._array is not compiled.bound(self.n_args + k):
+                self._bind_state(k, tensor)
+        self._release_grads()
+        outputs = compiled.claim_outputs()
+        compiled.run_bound()
         results = [Tensor._wrap(a) for a in outputs[:self.output_count]]
-        for tensor, array in zip(self.grads, outputs[self.output_count:]):
+        for k, (tensor, array) in enumerate(zip(self.grads, outputs[self.output_count:])):
             tensor.grad = Tensor._wrap(array)
+            self._grad_refs[k] = weakref.ref(tensor.grad)
         return self.structure(results)
+
+    def _bind_state(self, k: int, tensor: Tensor) -> None:
+        """State is updated in place (or read while others are): it must own contiguous, writable
+        storage that no other bound state shares. Runs only when eager code replaced the array."""
+        array = tensor._array
+        slot = self.n_args + k
+        shared = any(self.compiled.bound(self.n_args + j) is array for j in range(len(self.captured)) if j != k)
+        if shared or not (array.flags.c_contiguous and array.flags.writeable and array.base is None):
+            array = np.array(array, copy=True)
+            tensor._array = array
+        self.compiled.bind(slot, array)
+
+    def _release_grads(self) -> None:
+        """Drop last step's gradient wrappers nobody else holds, so their arrays can be reused."""
+        for k, tensor in enumerate(self.grads):
+            ref = self._grad_refs[k]
+            wrapper = ref() if ref is not None else None
+            # References: `wrapper` here, `tensor.grad`, and getrefcount's argument.
+            if wrapper is not None and tensor.grad is wrapper and sys.getrefcount(wrapper) == 3:
+                tensor.grad = None
 
 
 def _flatten(result: Any) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
