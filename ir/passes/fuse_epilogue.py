@@ -1,19 +1,21 @@
-"""Epilogue fusion: a contraction and the elementwise kernel that consumes it become one node.
+"""Epilogue fusion: a contraction and the elementwise kernels that consume it become one node.
 
-Runs after `fuse_elementwise`. A `matmul` or `conv2d` whose result C
+Runs after `fuse_elementwise`. A `matmul` or `conv2d` whose result C is not a
+graph output and whose every user is a `fused` node iterating exactly C's
+shape and reading C once through the identity view (size-1 dims may carry
+any stride) merges with those users into one `fused_matmul` /
+`fused_conv2d` (ir.ops_epilogue): the contraction's operands and attributes,
+then the users' other operands with their views (shared when two users read
+the same operand through the same view), and their regions concatenated
+behind one parameter for C. Its results are the users' result values, in
+order, so no use needs rewriting.
 
-  * has exactly one user, a `fused` node iterating exactly C's shape,
-  * is not a graph output, and
-  * is read by that node once, contiguously (the identity view; size-1 dims
-    may carry any stride),
-
-merges with that user into a `fused_matmul` / `fused_conv2d` (ir.ops_epilogue):
-the contraction's operands and attributes, then the fused node's other
-operands with their views, and the fused region with C's parameter moved
-first. The new node keeps the fused node's result values (so no use needs
-rewriting) and takes its place in the order: every operand of both nodes is
-defined before it. The back end applies the region while each output tile
-is still in registers, so C is never written to memory and read back.
+Several users arise when elementwise fusion leaves sibling groups, e.g.
+relu(y) in the forward pass and its mask (y > 0) for the backward both read
+y directly. The merged node takes the first user's place, so it only forms
+when every operand of the later users exists by then (else nothing fuses).
+The back end applies the region while each output tile is still in
+registers, so C is never written to memory and read back.
 
 In a training step this catches the forward's bias + activation (the relu
 output and its mask, both results), the backward's mask products after each
@@ -23,6 +25,7 @@ matmul, and the optimizer update after each weight-gradient matmul.
 from __future__ import annotations
 
 from ..graph import Graph, Node, Value, freeze_attrs
+from ..types import TensorType
 from ..ops_epilogue import EPILOGUE_OPS
 from . import register_pass
 
@@ -38,42 +41,70 @@ def _identity_view(view: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     return ok
 
 
-def _merge(contraction: Node, user: Node) -> Node | None:
-    """The fused contraction node, or None when `user` does not qualify as its epilogue."""
-    c = contraction.result
-    shape = c.shape
-    if user.op != "fused" or user.attr("shape") != shape:
-        return None
-    views = user.attr("views")
+def _reads_contiguously(user: Node, c: Value) -> bool:
+    """`user` is a `fused` node over C's shape that reads C once, through the identity view."""
+    if user.op != "fused" or user.attr("shape") != c.shape:
+        return False
     positions = [i for i, v in enumerate(user.operands) if v is c]
-    if len(positions) != 1 or not _identity_view(views[positions[0]], shape):
-        return None
-    (k,) = positions
-    others = [i for i in range(len(user.operands)) if i != k]
-    region = user.region
-    inputs = [region.inputs[k]] + [region.inputs[i] for i in others]
-    new_region = Graph(inputs, list(region.nodes), list(region.outputs), region.name)
-    attrs = freeze_attrs({**contraction.attr_dict, "views": tuple(views[i] for i in others)})
-    operands = contraction.operands + tuple(user.operands[i] for i in others)
-    return Node(FUSED_OP[contraction.op], operands, attrs, user.results, new_region)
+    return len(positions) == 1 and _identity_view(user.attr("views")[positions[0]], c.shape)
+
+
+def _merge(contraction: Node, users: list[Node]) -> Node:
+    """One fused contraction node computing every result of `users` (in order)."""
+    c = contraction.result
+    param = Value(TensorType((), c.dtype))
+    inputs, operands, views = [param], list(contraction.operands), []
+    by_source: dict[tuple, Value] = {}
+    nodes: list[Node] = []
+    outputs: list[Value] = []
+    for user in users:
+        rename: dict[Value, Value] = {}
+        for operand, view, region_input in zip(user.operands, user.attr("views"), user.region.inputs):
+            if operand is c:
+                rename[region_input] = param
+                continue
+            key = (id(operand), view)
+            if key not in by_source:
+                by_source[key] = region_input
+                inputs.append(region_input)
+                operands.append(operand)
+                views.append(view)
+            rename[region_input] = by_source[key]
+        for node in user.region.nodes:
+            args = tuple(rename.get(v, v) for v in node.operands)
+            nodes.append(node if args == node.operands else Node(node.op, args, node.attrs, node.results))
+        outputs += [rename.get(v, v) for v in user.region.outputs]
+    attrs = freeze_attrs({**contraction.attr_dict, "views": tuple(views)})
+    results = tuple(r for user in users for r in user.results)
+    return Node(FUSED_OP[contraction.op], tuple(operands), attrs, results, Graph(inputs, nodes, outputs, "region"))
 
 
 @register_pass("fuse_epilogue")
 def fuse_epilogue(graph: Graph) -> Graph:
-    """A new graph where each contraction with a qualifying elementwise user is one fused node."""
-    users: dict[Value, list[Node]] = graph.users()
+    """A new graph where each contraction whose users qualify is one fused node with them."""
+    users = graph.users()
+    position = {id(n): i for i, n in enumerate(graph.nodes)}
+    defined_at = {r: i for i, n in enumerate(graph.nodes) for r in n.results}
     outputs = set(graph.outputs)
-    merged: dict[int, Node] = {}  # id(user) -> its fused contraction node
-    absorbed: set[int] = set()  # id(contraction) of those merged away
+    replace: dict[int, Node | None] = {}  # id(node) -> its replacement (None: removed)
     for node in graph.nodes:
-        if node.op not in FUSED_OP or node.result in outputs:
+        if node.op not in FUSED_OP or node.result in outputs or id(node) in replace:
             continue
-        consumers = users.get(node.result, [])
-        if len(consumers) != 1 or id(consumers[0]) in merged:
+        c = node.result
+        consumers = users.get(c, [])
+        unique = list({id(u): u for u in consumers}.values())
+        if not unique or len(unique) != len(consumers) or any(id(u) in replace for u in unique):
             continue
-        fused = _merge(node, consumers[0])
-        if fused is not None:
-            merged[id(consumers[0])] = fused
-            absorbed.add(id(node))
-    nodes = [merged.get(id(n), n) for n in graph.nodes if id(n) not in absorbed]
-    return Graph(list(graph.inputs), nodes, list(graph.outputs), graph.name)
+        if not all(_reads_contiguously(u, c) for u in unique):
+            continue
+        unique.sort(key=lambda u: position[id(u)])
+        first = position[id(unique[0])]
+        # The merged node takes the first user's place: every operand must exist by then.
+        if any(defined_at.get(v, -1) >= first for u in unique[1:] for v in u.operands if v is not c):
+            continue
+        replace[id(node)] = None
+        replace[id(unique[0])] = _merge(node, unique)
+        for u in unique[1:]:
+            replace[id(u)] = None
+    nodes = [replace.get(id(n), n) for n in graph.nodes]
+    return Graph(list(graph.inputs), [n for n in nodes if n is not None], list(graph.outputs), graph.name)
