@@ -103,8 +103,11 @@ def _fused_call(ctx: Lowering, name: str, region: Graph, shape: tuple[int, ...],
                 outs: list[Buffer], ins: list[Buffer], reduce: str | None = None,
                 axes: tuple[int, ...] = ()) -> None:
     plan, meta = plan_loops(shape, views, axes if reduce else None, len(outs))
+    in_place = [None if reduce else next((j for j, i in enumerate(ins) if (i.slot, i.offset) == (o.slot, o.offset)
+                                          and views[len(outs) + j] == views[k]), None)
+                for k, o in enumerate(outs)]
     kernel = define_fused_kernel(ctx.module, name, region, [o.type.dtype for o in outs],
-                                 [i.type.dtype for i in ins], plan, reduce, static_meta=meta)
+                                 [i.type.dtype for i in ins], plan, reduce, static_meta=meta, in_place=in_place)
     ctx.call(kernel, [ctx.pointer(b) for b in outs + ins])
 
 

@@ -91,8 +91,15 @@ def define_fused_kernel(
     plan: LoopPlan,
     reduce: str | None = None,
     static_meta: Sequence[int] | None = None,
+    in_place: Sequence[int | None] = (),
 ) -> ir.Function:
-    """Define `void name(i8** pointers, i64* meta)` running `region` over the plan's index space."""
+    """Define `void name(i8** pointers, i64* meta)` running `region` over the plan's index space.
+
+    `in_place[k] = j` says output k is input j (same buffer, same view; a state updated in
+    place): it is stored through input j's pointer, so LLVM sees one pointer read and written
+    at the same index instead of two that might overlap, and vectorises without a runtime
+    overlap check (which would fail and fall back to the scalar loop).
+    """
     dtypes = list(out_dtypes) + list(in_dtypes)
     n_out, rank = len(out_dtypes), plan.rank
     assert len(plan.inner) == len(dtypes) and rank >= 1
@@ -113,6 +120,9 @@ def define_fused_kernel(
         b.bitcast(b.load(b.gep(pointers, [I64(k)])), emit.memory_type(dt).as_pointer(), name=f"base{k}")
         for k, dt in enumerate(dtypes)
     ]
+    for k, j in enumerate(in_place):
+        if j is not None:
+            bases[k] = bases[n_out + j]
     shape = [meta[1 + d] for d in range(rank)]
     strides = [[meta[operand_meta(k)[1] + d] for d in range(rank)] for k in range(len(dtypes))]
     offsets = [meta[operand_meta(k)[0]] for k in range(len(dtypes))]
