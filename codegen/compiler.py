@@ -37,7 +37,7 @@ from .emit import I8, I32, I64
 from .kernels import new_module
 from .memory import ALIGN, Home, MemoryPlan, plan_memory
 from .plan import contiguous_view, plan_loops
-from .profile import TICKS_SYMBOL, bind_ticks, emit_tick
+from .profile import TICKS_SYMBOL, emit_tick
 
 I8P = I8.as_pointer()
 
@@ -60,7 +60,6 @@ class Lowering:
     buffers_arg: ir.Value
     kernel_names: list[str] = field(default_factory=list)
     kernel_nodes: list[Node | None] = field(default_factory=list)  # the node each kernel lowers
-    profile: bool = False  # clock reads at kernel boundaries (codegen.profile)
 
     def pointer(self, buffer: Buffer) -> ir.Value:
         base = self.builder.load(self.builder.gep(self.buffers_arg, [I64(buffer.slot)]))
@@ -79,8 +78,7 @@ class Lowering:
 
     def begin_kernel(self, name: str, node: Node | None) -> str:
         """Start kernel `name`: the code emitted into the entry from here on belongs to it."""
-        if self.profile:
-            emit_tick(self.module, self.builder, len(self.kernel_names))
+        emit_tick(self.module, self.builder, len(self.kernel_names))  # codegen.profile
         self.kernel_names.append(name)
         self.kernel_nodes.append(node)
         return name
@@ -251,7 +249,7 @@ class CompiledGraph:
     _object: object = None
     calls: int = 0
     kernel_nodes: list[Node | None] = field(default_factory=list)
-    ticks: np.ndarray | None = None  # with profile=True: kernel i ran from ticks[i] to ticks[i+1] (ns)
+    ticks_global: int = 0  # address of codegen.profile's ticks pointer (profile.set_ticks)
 
     def __post_init__(self) -> None:
         self.pointers = (ctypes.c_void_p * self.slots)()
@@ -334,16 +332,13 @@ def _new_arena(plan: MemoryPlan, graph: Graph) -> np.ndarray:
     return arena
 
 
-def compile_graph(graph: Graph, profile: bool = False) -> CompiledGraph:
-    """Lower `graph` (already optimised: elementwise work in fused nodes) to native code.
-
-    `profile=True` also records when each kernel starts into `CompiledGraph.ticks`.
-    """
+def compile_graph(graph: Graph) -> CompiledGraph:
+    """Lower `graph` (already optimised: elementwise work in fused nodes) to native code."""
     start = time.perf_counter()
     module = new_module(graph.name)
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer()]), "run")
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
-    ctx = Lowering(module, builder, entry.args[0], profile=profile)
+    ctx = Lowering(module, builder, entry.args[0])
 
     plan = plan_memory(graph)
     n_in, n_out = len(graph.inputs), len(graph.outputs)
@@ -370,8 +365,7 @@ def compile_graph(graph: Graph, profile: bool = False) -> CompiledGraph:
     for copy in plan.end_copies:
         name = ctx.begin_kernel(f"k{len(ctx.kernel_names)}_copy", None)
         _copy(ctx, name, buffer(copy.source, copy.type), buffer(copy.target, copy.type))
-    if profile:
-        emit_tick(module, builder, len(ctx.kernel_names))
+    emit_tick(module, builder, len(ctx.kernel_names))
     builder.ret_void()
 
     llvm_ir = str(module)
@@ -383,9 +377,7 @@ def compile_graph(graph: Graph, profile: bool = False) -> CompiledGraph:
         kernel_names=ctx.kernel_names, kernel_nodes=ctx.kernel_nodes,
         compile_seconds=time.perf_counter() - start, _object=loaded,
     )
-    if profile:
-        compiled.ticks = np.zeros(len(ctx.kernel_names) + 1, np.int64)
-        bind_ticks(loaded.address(TICKS_SYMBOL), compiled.ticks.ctypes.data)
+    compiled.ticks_global = loaded.address(TICKS_SYMBOL)
     return compiled
 
 
