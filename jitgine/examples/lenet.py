@@ -120,8 +120,8 @@ def evaluate(net: LeNet, eval_step, test_dataloader) -> float:
 
 def train(data: str | None = None, epochs: int = 8, traced: bool = True, threads: int | None = None,
           save: str | None = None, batch_size: int = 64, lr: float = 0.05, seed: int = 0,
-          limit: int | None = None, quiet: bool = False) -> dict:
-    """Train and evaluate LeNet; returns per-epoch 'loss', 'accuracy', 'images_per_second', 'seconds'."""
+          limit: int | None = None, quiet: bool = False) -> tuple[LeNet, dict]:
+    """Train and evaluate LeNet: (the network, per-epoch 'loss', 'accuracy', 'images_per_second', 'seconds')."""
     start = time.perf_counter()
     if threads is not None:
         jitgine.set_num_threads(threads)
@@ -155,7 +155,7 @@ def train(data: str | None = None, epochs: int = 8, traced: bool = True, threads
     if save:
         jitgine.save(net.state_dict(), save)
         say(f"saved {save}; restore with net.load_state_dict(jitgine.load({save!r}))")
-    return history
+    return net, history
 
 
 def main(argv: list[str] | None = None) -> None:
