@@ -23,7 +23,6 @@ reason is logged and counted in `retraces`.
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 import time
 import weakref
@@ -39,8 +38,8 @@ from ir.types import TensorType
 
 from ..core import dispatch, modes
 from ..tensor import Tensor
-
-log = logging.getLogger("jitgine.jit")
+from . import observe
+from .inspection import Inspectable, Program
 
 PIPELINE = ["simplify", "constant_fold", "cse", "dce", "fuse_elementwise", "fuse_epilogue", "dce"]
 
@@ -119,6 +118,7 @@ class Executable:
     structure: Callable[[list[Tensor]], Any]
     primitives: int
     stages: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  # seconds spent tracing, in the passes, compiling
 
     def __post_init__(self) -> None:
         self._grad_refs: list[weakref.ref | None] = [None] * len(self.grads)
@@ -190,7 +190,7 @@ def _flatten(result: Any) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
     raise TraceError(f"a traced function may return tensors, tuples, lists and dicts of them; got {type(result)}")
 
 
-class trace:
+class trace(Inspectable):
     """Compile a function (e.g. a whole training step) into one native call.
 
     Use as `@trace` or `@trace(symbolic=True)`. Tensor and NumPy arguments
@@ -224,43 +224,25 @@ class trace:
             self.executables[signature] = executable
             if len(self.executables) > 1:
                 self.retraces += 1
-            log.info("trace %s: compiled (%s) in %.3f s, %d primitives -> %d kernels",
-                     self.__name__, reason, executable.compiled.compile_seconds, executable.primitives,
-                     len(executable.compiled.kernel_names))
+            observe.compiled(self, executable, signature, reason)
         self.last = executable
         return executable.run(arrays)
 
     # ------------------------------------------------------------- inspection
-    def _executable(self) -> Executable:
+    def _program(self) -> Program:
+        """The last compiled signature, for the `Inspectable` methods (IR, kernels, profile, ...)."""
+        from .dump import program_of
+
         if self.last is None:
             raise RuntimeError(f"{self.__name__} has not been traced yet: call it once first")
-        return self.last
+        return program_of(self, self.last)
 
-    @property
-    def stage_names(self) -> list[str]:
-        """The names `ir(stage=...)` accepts: 'input' (as traced), then each pass."""
-        return list(self._executable().stages)
+    def dump(self, path: str) -> None:
+        """Write every compiled signature with its state (weights, optimizer slots) to `path`;
+        `jitgine.jit.load(path)` runs it without the Python code (format: jitgine/jit/dump.py)."""
+        from .dump import bundle_from_trace, write_dump
 
-    def ir(self, stage: str = "optimized") -> str:
-        """The IR text of the last compiled signature after `stage` ('optimized' = after all passes)."""
-        stages = self._executable().stages
-        if stage == "optimized":
-            return str(self._executable().compiled.graph)
-        if stage not in stages:
-            raise KeyError(f"unknown stage {stage!r}; stages are {list(stages)} and 'optimized'")
-        return str(stages[stage])
-
-    def llvm_ir(self, optimized: bool = False) -> str:
-        """The LLVM IR of the whole compiled step (one module; one function per kernel)."""
-        from codegen import target
-
-        text = self._executable().compiled.llvm_ir
-        return target.optimized_ir(text) if optimized else text
-
-    def asm(self) -> str:
-        from codegen import target
-
-        return target.assembly(self._executable().compiled.llvm_ir)
+        write_dump(bundle_from_trace(self), path)
 
     def _signature(self, args: tuple, kwargs: dict) -> tuple[list[np.ndarray], tuple]:
         arrays, key = [], []
@@ -329,8 +311,11 @@ class trace:
             if tensor.grad is not None and tensor.grad._symbol is not None:
                 tensor.grad = None  # set again from the graph's outputs after every run
         passes = PassManager(PIPELINE)
+        traced = time.perf_counter()
         optimized = passes.run(graph)
+        optimized_at = time.perf_counter()
         compiled = compile_graph(optimized)
         self.compile_seconds += time.perf_counter() - start
+        timings = {"trace": traced - start, "passes": optimized_at - traced, "compile": compiled.compile_seconds}
         return Executable(compiled, len(arrays), captured, [t for t, _ in tracer.updates.values()],
-                          len(flat), grads, structure, tracer.primitives, passes.stages)
+                          len(flat), grads, structure, tracer.primitives, passes.stages, timings)
