@@ -20,7 +20,7 @@ The small-K LeNet shapes (K = C*25) are where a direct kernel should win.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from llvmlite import ir
 
@@ -33,34 +33,38 @@ from .parallel import define_parallel_for
 
 I8P = I8.as_pointer()
 KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer()])
-_CTX = ir.LiteralStructType([I8P.as_pointer(), I64.as_pointer()])
 
 # meta[0] = number of plane tasks, meta[1] = grain (tasks <= grain run inline), then the op's own fields.
 PlaneBody = Callable[[ir.IRBuilder, list[ir.Value], list[ir.Value], ir.Value], None]
 
 
 def define_plane_kernel(module: ir.Module, name: str, dtype: DType, n_pointers: int, n_meta: int,
-                        body: PlaneBody) -> ir.Function:
-    """`name(i8** pointers, i64* meta)` running `body(b, pointers, meta, task)` for tasks [0, meta[0])."""
+                        body: PlaneBody, extra_types: Sequence[ir.Type] = ()) -> ir.Function:
+    """`name(i8** pointers, i64* meta, *extras)` running `body(b, pointers, meta, task)` for tasks
+    [0, meta[0]); with `extra_types` (an epilogue's arguments) the body is called with `extras` too."""
     element = emit.memory_type(dtype).as_pointer()
+    ctx_type = ir.LiteralStructType([I8P.as_pointer(), I64.as_pointer(), *extra_types])
     inner = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P, I64, I64]), name + ".body")
     inner.linkage = "internal"
     b = ir.IRBuilder(inner.append_basic_block("entry"))
-    ctx = b.bitcast(inner.args[0], _CTX.as_pointer())
-    pointer_array = b.load(b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(0)]))
-    meta_array = b.load(b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(1)]))
+    ctx = b.bitcast(inner.args[0], ctx_type.as_pointer())
+    fields = [b.load(b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(i)])) for i in range(len(ctx_type.elements))]
+    pointer_array, meta_array, extras = fields[0], fields[1], fields[2:]
     pointers = [b.bitcast(b.load(b.gep(pointer_array, [I64(i)])), element) for i in range(n_pointers)]
     meta = [b.load(b.gep(meta_array, [I64(i)])) for i in range(n_meta)]
     with for_range(b, inner.args[1], inner.args[2], name="task") as task:
-        body(b, pointers, meta, task)
+        if extra_types:
+            body(b, pointers, meta, task, extras)
+        else:
+            body(b, pointers, meta, task)
     b.ret_void()
     driver = define_parallel_for(module, inner)
 
-    kernel = ir.Function(module, KERNEL_TYPE, name)
+    kernel = ir.Function(module, ir.FunctionType(ir.VoidType(), [*KERNEL_TYPE.args, *extra_types]), name)
     b = ir.IRBuilder(kernel.append_basic_block("entry"))
-    slot = b.alloca(_CTX)
-    b.store(kernel.args[0], b.gep(slot, [ir.IntType(32)(0), ir.IntType(32)(0)]))
-    b.store(kernel.args[1], b.gep(slot, [ir.IntType(32)(0), ir.IntType(32)(1)]))
+    slot = b.alloca(ctx_type)
+    for i, arg in enumerate(kernel.args):
+        b.store(arg, b.gep(slot, [ir.IntType(32)(0), ir.IntType(32)(i)]))
     count = b.load(b.gep(kernel.args[1], [I64(0)]))
     grain = b.load(b.gep(kernel.args[1], [I64(1)]))
     b.call(driver, [b.bitcast(slot, I8P), count, grain])

@@ -1,9 +1,11 @@
 """Lowerings of the window primitives inside compiled graphs.
 
 The same algorithms as the eager executors (jitgine/core/eager_conv.py), with
-every size baked in: im2col / col2im and pooling plane kernels (codegen.conv,
-codegen.pool) called with constant meta arrays, a GEMM (codegen.gemm) per
-batch chunk and group, and the im2col scratch malloc'ed and freed by the entry.
+every size baked in: the direct convolution (codegen.conv_direct: padded copy,
+prepared weights, tap kernel with constant offset tables), im2col / col2im and
+pooling plane kernels (codegen.conv, codegen.pool) called with constant meta
+arrays, a GEMM (codegen.gemm) per batch chunk and group, and scratch
+malloc'ed and freed by the entry.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from llvmlite import ir
 
 from ir.graph import Node
 
+from . import conv_direct
 from .compiler import Buffer, Lowering, _fill, lowering
 from .conv import define_col2im, define_im2col
 from .emit import I8, I64, memory_type
@@ -50,12 +53,46 @@ class _Emitter:
         free = _declare(self.ctx.module, "free", ir.FunctionType(ir.VoidType(), [I8P]))
         self.b.call(free, [self.b.bitcast(pointer, I8P)])
 
-    def plane_call(self, kernel: ir.Function, pointers: list[ir.Value], meta: list[int]) -> None:
-        array = ir.ArrayType(I64, len(meta))
+    def constant_array(self, values) -> ir.Value:
+        """An i64* to a constant global holding `values`."""
+        array = ir.ArrayType(I64, len(values))
         glob = ir.GlobalVariable(self.ctx.module, array, f"{self.name}.meta{self.metas}")
-        glob.initializer, glob.global_constant = ir.Constant(array, meta), True
+        glob.initializer, glob.global_constant = ir.Constant(array, [int(v) for v in values]), True
         self.metas += 1
-        self.ctx.call(kernel, pointers, self.b.bitcast(glob, I64.as_pointer()))
+        return self.b.bitcast(glob, I64.as_pointer())
+
+    def plane_call(self, kernel: ir.Function, pointers: list[ir.Value], meta: list[int],
+                   extras: list[ir.Value] = ()) -> None:
+        if not extras:
+            self.ctx.call(kernel, pointers, self.constant_array(meta))
+            return
+        array = self.b.alloca(ir.ArrayType(I8P, len(pointers)))
+        for i, pointer in enumerate(pointers):
+            self.b.store(self.b.bitcast(pointer, I8P), self.b.gep(array, [ir.IntType(32)(0), ir.IntType(32)(i)]))
+        self.b.call(kernel, [self.b.bitcast(array, I8P.as_pointer()), self.constant_array(meta), *extras])
+
+    def direct(self, plan: conv_direct.DirectPlan, dst: ir.Value, src: ir.Value, w: ir.Value,
+               epilogue: RegionEpilogue | None = None, extras: list[ir.Value] = ()) -> None:
+        """A direct convolution (codegen.conv_direct): padded copy, prepared weights, the tap kernel
+        (with the epilogue on its output tiles; `extras` point at output index (0, 0, 0, 0))."""
+        module, dtype = self.ctx.module, self.dtype
+        padded = self.scratch(plan.padded_elements())
+        self.plane_call(conv_direct.define_pad(module, self.name + ".pad", dtype), [padded, src], plan.pad_meta())
+        slack = plan.width + 16  # lanes read past the last row: keep them finite
+        with for_range(self.b, I64(plan.padded_elements() - slack), I64(plan.padded_elements()), name="slack") as i:
+            self.b.store(ir.Constant(self.element, 0.0), self.b.gep(padded, [i]))
+        wmat = w
+        if plan.weight_elements():
+            wmat = self.scratch(plan.weight_elements())
+            scatter = conv_direct.define_weight_scatter(module, self.name + ".weights", dtype)
+            self.plane_call(scatter, [wmat, w], plan.weight_meta())
+        kernel = conv_direct.define_direct_conv(module, self.name + ".direct", dtype, plan.orientation, plan.nv,
+                                                plan.rows, epilogue, epilogue.arg_types if epilogue else ())
+        a_off, b_off = (self.constant_array(t) for t in plan.tables())
+        self.plane_call(kernel, [dst, padded, wmat, a_off, b_off], plan.kernel_meta(), list(extras))
+        self.free(padded)
+        if plan.weight_elements():
+            self.free(wmat)
 
     def gemm(self, trans_a: bool, trans_b: bool, epilogue: RegionEpilogue | None = None) -> ir.Function:
         key = f"{self.name}.gemm{int(trans_a)}{int(trans_b)}"
@@ -80,7 +117,9 @@ def _im2col_meta(tasks, c, h, w, khw, ohw, stride, padding, dilation, img_stride
 
 @lowering("conv2d", "fused_conv2d", "conv2d_grad_input", "conv2d_grad_weight")
 def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]) -> None:
-    """fused_conv2d: conv2d with the region as the epilogue of each im2col GEMM (codegen.epilogue)."""
+    """conv2d and stride-1 grad_input: the direct kernel (codegen.conv_direct); fused_conv2d runs its
+    region as the epilogue of the direct kernel's output tiles (codegen.epilogue). The other
+    gradients: im2col / col2im and a GEMM per batch chunk and group."""
     stride, padding, dilation, groups = _conv_attrs(node)
     e = _Emitter(ctx, node, ins[0].type.dtype)
     epilogue, others = None, []
@@ -100,22 +139,20 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
     if n * p == 0:
         _fill(ctx, node, out, 0.0)
         return
-    im2col = define_im2col(ctx.module, e.name + ".im2col", out.type.dtype)
+    dtype = out.type.dtype
     if node.op in ("conv2d", "fused_conv2d"):
-        chunk = max(1, min(n, SCRATCH_ELEMENTS // (c * kk * p)))
-        col = e.scratch(chunk * c * kk * p)
-        gemm = e.gemm(False, False, epilogue)
-        for n0 in range(0, n, chunk):
-            nc = min(chunk, n - n0)
-            e.plane_call(im2col, [col, e.pointer(ins[0], n0 * c * h * w)],
-                         _im2col_meta(nc * c, c, h, w, (kh, kw), (oh, ow), stride, padding, dilation, c * kk * p, p))
-            for g in range(groups):
-                sizes = [nc, og, p, ck, ck, p, p, 0, c * kk * p, o * p]
-                extras = epilogue.arguments(e.b, others, (n0, g * og, 0, 0)) if epilogue else []
-                e.b.call(gemm, [e.pointer(ins[1], g * og * ck), e.b.gep(col, [I64(g * ck * p)]),
-                                e.pointer(out, (n0 * o + g * og) * p)] + [I64(v) for v in sizes] + extras)
-        e.free(col)
-    elif node.op == "conv2d_grad_input":
+        plan = conv_direct.plan(dtype, n, groups, cg, og, (h, w), (kh, kw), (oh, ow), stride, padding, dilation)
+        extras = epilogue.arguments(e.b, others, (0, 0, 0, 0)) if epilogue else []
+        e.direct(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]), epilogue, extras)
+        return
+    if node.op == "conv2d_grad_input":
+        plan = conv_direct.grad_input_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
+                                           dilation)
+        if plan is not None:
+            e.direct(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))
+            return
+    im2col = define_im2col(ctx.module, e.name + ".im2col", out.type.dtype)
+    if node.op == "conv2d_grad_input":
         chunk = max(1, min(n, SCRATCH_ELEMENTS // (c * kk * p)))
         col = e.scratch(chunk * c * kk * p)
         gemm = e.gemm(True, False)
@@ -170,7 +207,8 @@ def _lower_pool(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
     oh, ow = (ins[-1] if grad else out).type.shape[2:]
     kh, kw = node.attr("kernel")
     e = _Emitter(ctx, node, out.type.dtype)
-    kernel = define_pool(ctx.module, e.name + ".pool", out.type.dtype, node.op)
+    window = (kh, kw, *node.attr("stride")) if tuple(node.attr("padding", (0, 0))) == (0, 0) else None
+    kernel = define_pool(ctx.module, e.name + ".pool", out.type.dtype, node.op, window)
     tasks = n * c
     meta = [tasks, _grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *node.attr("stride"),
             *node.attr("padding", (0, 0))]

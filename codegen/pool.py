@@ -18,6 +18,7 @@ from ir.types import DType
 from . import emit
 from .conv import define_plane_kernel, in_range
 from .emit import I64
+from .gemm_kernel import entry_alloca
 from .loops import for_range
 
 N_META = 12
@@ -51,17 +52,21 @@ def _zero(b, plane, count, dtype):
         b.store(emit.constant(dtype, 0.0), b.gep(plane, [z]))
 
 
-def define_pool(module: ir.Module, name: str, dtype: DType, primitive: str) -> ir.Function:
+def define_pool(module: ir.Module, name: str, dtype: DType, primitive: str,
+                window: tuple[int, ...] | None = None) -> ir.Function:
     """primitive: max_pool2d (pointers [y, x]), avg_pool2d ([y, x]), max_pool2d_grad ([dx, x, dy]),
-    avg_pool2d_grad ([dx, dy])."""
+    avg_pool2d_grad ([dx, dy]). `window` = (KH, KW, SH, SW) for an unpadded pooling bakes the
+    window in (see _define_fixed); meta keeps its layout either way."""
+    if window is not None:
+        return _define_fixed(module, name, dtype, primitive, window)
     scalar = emit.register_type(dtype)
 
     def body(b, pointers, meta, task):
         H, W, OH, OW, KH, KW = meta[2:8]
         hw, ohw = b.mul(H, W), b.mul(OH, OW)
         area = b.sitofp(b.mul(KH, KW), scalar)
-        best = b.alloca(scalar)
-        where = b.alloca(I64)
+        best = entry_alloca(b, scalar)  # in the entry block, where mem2reg promotes them
+        where = entry_alloca(b, I64)
         if primitive in ("max_pool2d", "avg_pool2d"):
             y, x = _planes(b, pointers, meta, task, [ohw, hw])
 
@@ -112,6 +117,82 @@ def define_pool(module: ir.Module, name: str, dtype: DType, primitive: str) -> i
                 _taps(b, meta, oh, ow, visit)
 
         _windows(b, meta, window)
+
+    n_pointers = 3 if primitive == "max_pool2d_grad" else 2
+    return define_plane_kernel(module, name, dtype, n_pointers, N_META, body)
+
+
+def _define_fixed(module: ir.Module, name: str, dtype: DType, primitive: str, window: tuple[int, ...]) -> ir.Function:
+    """Unpadded pooling with the window baked in: every tap is in bounds, so the taps unroll
+    without checks and LLVM's loop vectorizer takes the output-column loop (strided loads).
+    Same arithmetic as the generic kernel: max from -inf with >, the average as a sum in
+    row-major tap order divided by KH*KW, the gradient to the first maximum."""
+    KH, KW, SH, SW = window
+    disjoint = SH >= KH and SW >= KW
+    zero = emit.constant(dtype, 0.0)
+    area = emit.constant(dtype, float(KH * KW))
+    taps = [(kh, kw) for kh in range(KH) for kw in range(KW)]
+
+    def body(b, pointers, meta, task):
+        H, W, OH, OW = meta[2:6]
+        hw, ohw = b.mul(H, W), b.mul(OH, OW)
+        if primitive == "max_pool2d_grad":
+            dx, x, dy = _planes(b, pointers, meta, task, [hw, hw, ohw])
+        elif primitive == "avg_pool2d_grad":
+            dx, dy = _planes(b, pointers, meta, task, [hw, ohw])
+        else:
+            y, x = _planes(b, pointers, meta, task, [ohw, hw])
+        if primitive.endswith("_grad"):
+            covered = b.and_(b.icmp_signed("==", b.mul(OH, I64(SH)), H), b.icmp_signed("==", b.mul(OW, I64(SW)), W))
+            if not (primitive == "max_pool2d_grad" and disjoint and (KH, KW) == (SH, SW)):
+                covered = ir.Constant(ir.IntType(1), 0)  # windows overlap or leave gaps: accumulate into zeros
+            with b.if_then(b.not_(covered)):
+                _zero(b, dx, hw, dtype)
+        with for_range(b, I64(0), OH, name="oh") as oh:
+            row0 = b.mul(b.mul(oh, I64(SH)), W)
+            with for_range(b, I64(0), OW, name="ow") as ow:
+                corner = b.add(row0, b.mul(ow, I64(SW)))
+                offsets = [b.add(corner, b.add(b.mul(I64(kh), W), I64(kw))) for kh, kw in taps]
+                out = b.add(b.mul(oh, OW), ow)
+                if primitive == "max_pool2d":
+                    best = emit.constant(dtype, float("-inf"))
+                    for offset in offsets:
+                        value = b.load(b.gep(x, [offset]))
+                        best = b.select(b.fcmp_ordered(">", value, best), value, best)
+                    b.store(best, b.gep(y, [out]))
+                elif primitive == "avg_pool2d":
+                    total = emit.constant(dtype, 0.0)
+                    for offset in offsets:
+                        total = b.fadd(total, b.load(b.gep(x, [offset])))
+                    b.store(b.fdiv(total, area), b.gep(y, [out]))
+                elif primitive == "max_pool2d_grad" and disjoint:
+                    # Each input element is in at most one window: store every tap, no accumulation.
+                    # The first tap equal to the maximum gets dy (the first tap too when it is a NaN,
+                    # which nothing replaces); masks from float compares keep the vector code 32-bit.
+                    values = [b.load(b.gep(x, [offset])) for offset in offsets]
+                    best = values[0]
+                    for value in values[1:]:
+                        best = b.select(b.fcmp_ordered(">", value, best), value, best)
+                    grad = b.load(b.gep(dy, [out]))
+                    found = None
+                    for i, (offset, value) in enumerate(zip(offsets, values)):
+                        hit = b.fcmp_unordered("==", value, best) if i == 0 else \
+                            b.and_(b.fcmp_ordered("==", value, best), b.not_(found))
+                        found = hit if found is None else b.or_(found, hit)
+                        b.store(b.select(hit, grad, zero), b.gep(dx, [offset]))
+                elif primitive == "max_pool2d_grad":
+                    best, where = b.load(b.gep(x, [offsets[0]])), offsets[0]
+                    for offset in offsets[1:]:
+                        value = b.load(b.gep(x, [offset]))
+                        take = b.fcmp_ordered(">", value, best)
+                        best, where = b.select(take, value, best), b.select(take, offset, where)
+                    target = b.gep(dx, [where])
+                    b.store(b.fadd(b.load(target), b.load(b.gep(dy, [out]))), target)
+                else:
+                    share = b.fdiv(b.load(b.gep(dy, [out])), area)
+                    for offset in offsets:
+                        target = b.gep(dx, [offset])
+                        b.store(b.fadd(b.load(target), share), target)
 
     n_pointers = 3 if primitive == "max_pool2d_grad" else 2
     return define_plane_kernel(module, name, dtype, n_pointers, N_META, body)

@@ -1,10 +1,11 @@
-"""Eager executors of the window primitives: im2col/col2im + compiled GEMM, and pooling kernels."""
+"""Eager executors of the window primitives: direct convolution (codegen.conv_direct) for conv2d and
+stride-1 grad_input, im2col/col2im + compiled GEMM for the rest, and pooling kernels."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from codegen import kernels
+from codegen import conv_direct, kernels
 from codegen.conv import define_col2im, define_im2col
 from codegen.gemm import compile_gemm
 from codegen.pool import define_pool
@@ -41,6 +42,24 @@ def _im2col(col: np.ndarray, x: np.ndarray, khw, ohw, stride, padding, dilation,
     _kernel("im2col", dtype, define_im2col)([col.ctypes.data, x.ctypes.data], meta)
 
 
+def _direct(p: conv_direct.DirectPlan, dst: np.ndarray, src: np.ndarray, w: np.ndarray) -> None:
+    """Run a direct-convolution plan: padded copy of src, prepared weights, the tap kernel."""
+    dtype = DType.parse(src.dtype.name)
+    padded = np.empty(p.padded_elements(), src.dtype)
+    padded[-(p.width + 16):] = 0  # tiles read past the last row: keep those lanes finite
+    _kernel("pad", dtype, conv_direct.define_pad)([padded.ctypes.data, src.ctypes.data], p.pad_meta())
+    wmat = w
+    if p.weight_elements():
+        wmat = np.empty(p.weight_elements(), src.dtype)
+        _kernel("weight_scatter", dtype, conv_direct.define_weight_scatter)([wmat.ctypes.data, w.ctypes.data],
+                                                                            p.weight_meta())
+    a_off, b_off = p.tables()
+    kernel = kernels.get_kernel((p.key(), dtype), lambda module, name: conv_direct.define_direct_conv(
+        module, name, dtype, p.orientation, p.nv, p.rows))
+    kernel([dst.ctypes.data, padded.ctypes.data, wmat.ctypes.data, a_off.ctypes.data, b_off.ctypes.data],
+           p.kernel_meta())
+
+
 def _chunk(n: int, per_image: int) -> int:
     return max(1, min(n, SCRATCH_ELEMENTS // max(per_image, 1)))
 
@@ -52,20 +71,10 @@ def _conv2d(attrs, arrays, types):
     y = empty(types[0])
     n, c = x.shape[:2]
     o, cg, kh, kw = w.shape
-    oh, ow = y.shape[2:]
-    p, ck, og = oh * ow, cg * kh * kw, o // groups
     if y.size == 0:
         return [y]
-    chunk = _chunk(n, c * kh * kw * p)
-    col = np.empty((chunk, c * kh * kw, p), x.dtype)
-    gemm = compile_gemm(x.dtype.name, False, False)
-    w2 = w.reshape(o, ck)
-    for n0 in range(0, n, chunk):
-        nc = min(chunk, n - n0)
-        _im2col(col, x[n0:n0 + nc], (kh, kw), (oh, ow), stride, padding, dilation, c * kh * kw * p, p)
-        y3 = y[n0:n0 + nc].reshape(nc, o, p)
-        for g in range(groups):
-            gemm(w2[g * og:(g + 1) * og], col[:nc, g * ck:(g + 1) * ck], out=y3[:, g * og:(g + 1) * og])
+    _direct(conv_direct.plan(DType.parse(x.dtype.name), n, groups, cg, o // groups, tuple(x.shape[2:]), (kh, kw), tuple(y.shape[2:]),
+                             stride, padding, dilation), y, x, w)
     return [y]
 
 
@@ -79,6 +88,11 @@ def _conv2d_grad_input(attrs, arrays, types):
     oh, ow = dy.shape[2:]
     p, ck, og = oh * ow, cg * kh * kw, o // groups
     if dx.size == 0:
+        return [dx]
+    direct = conv_direct.grad_input_plan(DType.parse(dy.dtype.name), n, groups, c, o, (h, wd), (kh, kw), (oh, ow),
+                                         stride, padding, dilation)
+    if direct is not None:
+        _direct(direct, dx, dy, w)
         return [dx]
     chunk = _chunk(n, c * kh * kw * p)
     col = np.empty((chunk, c * kh * kw, p), dy.dtype)
@@ -136,9 +150,11 @@ def _pool(primitive: str, outputs: np.ndarray, inputs: list[np.ndarray], attrs: 
     if outputs.size == 0:
         return
     dtype = DType.parse(outputs.dtype.name)
-    kernel = kernels.get_kernel((primitive, dtype), lambda module, name: define_pool(module, name, dtype, primitive))
-    tasks = n * c
     kh, kw = attrs["kernel"]
+    window = (kh, kw, *attrs["stride"]) if tuple(attrs.get("padding", (0, 0))) == (0, 0) else None
+    kernel = kernels.get_kernel((primitive, dtype, window),
+                                lambda module, name: define_pool(module, name, dtype, primitive, window))
+    tasks = n * c
     meta = [tasks, _grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *attrs["stride"],
             *attrs.get("padding", (0, 0))]
     kernel([outputs.ctypes.data] + [a.ctypes.data for a in inputs], meta)

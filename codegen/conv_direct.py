@@ -1,0 +1,390 @@
+"""Direct convolution: register-blocked tap loops over a zero-padded copy of the input.
+
+im2col + GEMM (codegen.conv) writes and re-reads C*KH*KW values per output
+pixel; with LeNet's few channels (K = C*25) that copy costs as much as the
+multiply-adds. Here the micro-kernel reads the padded input in place: tap k =
+(c, kh, kw) of a pixel sits at a fixed offset `c*Hp*Wp + kh*DH*Wp + kw*DW`
+from the pixel's first tap, so one table of CK offsets replaces the im2col
+matrix. The micro-kernel is the GEMM's (codegen.gemm_kernel) with table
+lookups: acc[r][v] += broadcast(A_r[a_off[k]]) * B[b_off[k] + v*L : +L], an
+FMA chain in k order per output element, then the tile goes through the
+epilogue hook (same `Epilogue` / `EpilogueIndex` as the GEMM: batch = image,
+row = output channel, col = OH*OW position) to the NCHW output.
+
+Two orientations, picked by `plan` from the lanes they would waste:
+  "W" vectors along the output row (needs stride 1 along W): A = weight rows
+      (R output channels broadcast), B = input rows. Tasks = (image, group,
+      channel block, output row); a row of OW takes ceil(OW / (NV*L)) tiles.
+  "C" vectors along the output channels (any stride): A = R output pixels
+      (input values broadcast), B = the weights transposed to (CK, C_out
+      padded to NV*L). Tasks = (image, group, block of R pixels).
+Register blocks fit AVX2's 16 ymm like the GEMM: NV = 2 vectors x R = 6 rows,
+or NV = 1 x R = 12 (accumulators + NV B vectors + 1 broadcast <= 15).
+
+grad_input with stride 1 is the forward convolution of dy, padded by
+DH*(KH-1) - PH, with the weights transposed per group and flipped (`flip`).
+The weight matrix is prepared by one affine scatter kernel (transpose, flip,
+zero padding), the padded input by codegen.conv's im2col with a 1x1 window.
+
+Every output element is computed by exactly one task with a fixed tap order,
+so results are identical for any thread count.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from ir.types import DType
+
+from . import emit
+from .conv import define_plane_kernel
+from .emit import I64
+from .gemm_kernel import (
+    Epilogue, EpilogueIndex, blocking_for, entry_alloca, fma, gep, imin, new_function, splat, vector_pointer,
+)
+from .loops import for_range
+
+I32 = ir.IntType(32)
+UNROLL = 4
+# Accumulator budget: 16 ymm minus NV B vectors and one broadcast.
+MAX_ACCUMULATORS = 12
+# Below this many multiply-adds a kernel runs on the calling thread.
+PARALLEL_MIN_FMAS = 1 << 18
+
+
+def _lanes(dtype: DType) -> int:
+    return blocking_for(dtype.name).lanes
+
+
+@dataclass(frozen=True)
+class DirectPlan:
+    """A convolution of src (N, G*cin, H, W) into dst (N, G*cout, OH, OW) by the direct kernel."""
+
+    orientation: str  # "W" or "C"
+    nv: int  # vectors per tile row
+    rows: int  # tile rows: output channels ("W") or output pixels ("C")
+    lanes: int
+    n: int
+    groups: int
+    cin: int
+    cout: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    oh: int
+    ow: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+    flip: bool  # the weight is the forward conv's (G*cin, cout, KH, KW): grad_input as a convolution
+
+    @property
+    def hp(self) -> int:
+        return self.h + 2 * self.ph
+
+    @property
+    def wp(self) -> int:
+        return self.w + 2 * self.pw
+
+    @property
+    def ck(self) -> int:
+        return self.cin * self.kh * self.kw
+
+    @property
+    def width(self) -> int:
+        return self.nv * self.lanes
+
+    @property
+    def cpad(self) -> int:
+        """Output channels per group rounded up to whole tiles ("C": the transposed weights' row length)."""
+        return -(-self.cout // self.width) * self.width
+
+    def padded_elements(self) -> int:
+        # Tiles read up to one tile width past the last row ("W"): slack keeps that inside the buffer.
+        return self.n * self.groups * self.cin * self.hp * self.wp + self.width + 16
+
+    def pad_meta(self) -> list[int]:
+        """define_pad meta: the zero-padded copy of the source, plane by plane."""
+        planes = self.n * self.groups * self.cin
+        grain = planes if planes * self.hp * self.wp < (1 << 15) else 1
+        return [planes, grain, self.h, self.w, self.ph, self.pw]
+
+    def weight_elements(self) -> int:
+        """Size of the prepared weight matrix; 0 when the kernel reads the weight as given."""
+        if self.orientation == "W" and not self.flip:
+            return 0
+        return self.groups * self.ck * (self.cpad if self.orientation == "C" else self.cout)
+
+    def weight_meta(self) -> list[int]:
+        """define_weight_scatter meta: dst[base + g*sg + o*so + c*sc + kh*skh + kw*skw] = w[g, o, c, kh, kw]
+        over the given weight (G, O/G, C/G, KH, KW)."""
+        kh, kw, kk = self.kh, self.kw, self.kh * self.kw
+        if not self.flip:  # "C": wT[g][(c, kh, kw)][o]
+            og, cg, cp = self.cout, self.cin, self.cpad
+            strides, base = (self.ck * cp, 1, kk * cp, kw * cp, cp), 0
+        elif self.orientation == "W":  # w'[g, c, o, KH-1-kh, KW-1-kw], c the new output channel
+            og, cg = self.cin, self.cout
+            strides, base = (self.cout * self.ck, kk, self.ck, -kw, -1), kk - 1
+        else:  # wT'[g][(o, KH-1-kh, KW-1-kw)][c]
+            og, cg, cp = self.cin, self.cout, self.cpad
+            strides, base = (self.ck * cp, kk * cp, 1, -kw * cp, -cp), (kk - 1) * cp
+        return [1, 1, self.groups, og, cg, kh, kw, self.weight_elements(), base, *strides]
+
+    def tasks(self) -> int:
+        if self.orientation == "W":
+            return self.n * self.groups * -(-self.cout // self.rows) * self.oh
+        return self.n * self.groups * -(-(self.oh * self.ow) // self.rows)
+
+    def kernel_meta(self) -> list[int]:
+        tasks = self.tasks()
+        p = self.oh * self.ow
+        fmas = self.n * self.groups * self.cout * p * self.ck
+        grain = tasks if fmas < PARALLEL_MIN_FMAS else 1
+        plane = self.hp * self.wp
+        blocks = -(-self.cout // self.rows) if self.orientation == "W" else -(-p // self.rows)
+        return [tasks, grain, self.groups, blocks, self.oh, self.ow, self.cout, self.ck,
+                self.groups * self.cin * plane, self.cin * plane, self.sh * self.wp, p,
+                self.groups * self.cout * p, self.sw, self.cpad // self.width]
+
+    @functools.lru_cache(maxsize=64)
+    def tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """(a_off, b_off): per tap k, the offset added to the A rows and to the B pointer."""
+        c, kh, kw = np.meshgrid(np.arange(self.cin), np.arange(self.kh), np.arange(self.kw), indexing="ij")
+        taps = (c * self.hp * self.wp + kh * self.dh * self.wp + kw * self.dw).reshape(-1).astype(np.int64)
+        k = np.arange(self.ck, dtype=np.int64)
+        return (k, taps) if self.orientation == "W" else (taps, k * self.cpad)
+
+    def key(self) -> tuple:
+        return ("conv_direct", self.orientation, self.nv, self.rows)
+
+
+def _blocks(count: int, most: int) -> int:
+    """The tile height that covers `count` rows in the fewest blocks of at most `most`, balanced."""
+    blocks = -(-count // most)
+    return -(-count // blocks)
+
+
+@functools.lru_cache(maxsize=256)
+def plan(dtype: DType, n: int, groups: int, cin: int, cout: int, hw: tuple[int, int], khw: tuple[int, int],
+         ohw: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+         flip: bool = False) -> DirectPlan:
+    """The direct kernel's plan for this convolution: the orientation wasting fewer lanes.
+
+    "W" wastes the tail of each output row (OW rounded up to tiles) and of the
+    channel blocks; "C" wastes the channel tail (cout rounded up to vectors).
+    Ties go to "W", whose epilogue runs on whole vectors.
+    """
+    lanes = _lanes(dtype)
+    oh, ow = ohw
+    nv_w = 1 if ow <= lanes else 2
+    rows_w = _blocks(cout, MAX_ACCUMULATORS // nv_w)
+    used_w = ow * cout / (-(-ow // (nv_w * lanes)) * nv_w * lanes * -(-cout // rows_w) * rows_w)
+    nv_c = 1 if cout <= lanes else 2
+    used_c = cout / (-(-cout // (nv_c * lanes)) * nv_c * lanes)
+    orientation = "W" if stride[1] == 1 and used_w >= used_c else "C"
+    nv, rows = (nv_w, rows_w) if orientation == "W" else (nv_c, MAX_ACCUMULATORS // nv_c)
+    return DirectPlan(orientation, nv, rows, lanes, n, groups, cin, cout, *hw, *khw, oh, ow, *stride, *padding,
+                      *dilation, flip)
+
+
+def grad_input_plan(dtype: DType, n: int, groups: int, c: int, o: int, hw: tuple[int, int],
+                    khw: tuple[int, int], ohw: tuple[int, int], stride, padding, dilation) -> DirectPlan | None:
+    """grad_input of a stride-1 convolution as a direct forward convolution of dy, or None."""
+    pads = tuple(d * (k - 1) - p for d, k, p in zip(dilation, khw, padding))
+    if tuple(stride) != (1, 1) or min(pads) < 0:
+        return None
+    return plan(dtype, n, groups, o // groups, c // groups, ohw, khw, hw, (1, 1), pads, dilation, flip=True)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def _copy(b: ir.IRBuilder, dst: ir.Value, src: ir.Value | None, count: ir.Value, lanes: int) -> None:
+    """dst[:count] = src[:count] (zeros when src is None): whole vectors, then scalars."""
+    T = dst.type.pointee
+    V = ir.VectorType(T, lanes)
+    whole = b.mul(b.sdiv(count, I64(lanes)), I64(lanes))
+    with for_range(b, I64(0), whole, lanes, name="vcopy") as j:
+        value = ir.Constant(V, [0.0] * lanes) if src is None else \
+            b.load(vector_pointer(b, gep(b, src, j), V), align=4)
+        b.store(value, vector_pointer(b, gep(b, dst, j), V), align=4)
+    with for_range(b, whole, count, name="scopy") as j:
+        b.store(ir.Constant(T, 0.0) if src is None else b.load(gep(b, src, j)), gep(b, dst, j))
+
+
+def define_pad(module: ir.Module, name: str, dtype: DType) -> ir.Function:
+    """pointers [dst, src]; meta [planes, grain, H, W, PH, PW]: dst plane t (H+2PH rows of W+2PW) is
+    src plane t (H x W) surrounded by zeros."""
+    lanes = _lanes(dtype)
+
+    def body(b, pointers, meta, task):
+        dst, src = pointers
+        H, W, PH, PW = meta[2:]
+        wp = b.add(W, b.mul(PW, I64(2)))
+        out = gep(b, dst, b.mul(task, b.mul(wp, b.add(H, b.mul(PH, I64(2))))))
+        plane = gep(b, src, b.mul(task, b.mul(H, W)))
+        band = b.mul(PH, wp)
+        _copy(b, out, None, band, lanes)
+        with for_range(b, I64(0), H, name="row") as row:
+            start = gep(b, out, band, b.mul(row, wp))
+            _copy(b, start, None, PW, lanes)
+            _copy(b, gep(b, start, PW), gep(b, plane, b.mul(row, W)), W, lanes)
+            _copy(b, gep(b, start, PW, W), None, PW, lanes)
+        _copy(b, gep(b, out, band, b.mul(H, wp)), None, band, lanes)
+
+    return define_plane_kernel(module, name, dtype, 2, 6, body)
+
+
+def define_weight_scatter(module: ir.Module, name: str, dtype: DType) -> ir.Function:
+    """pointers [dst, w]; meta [1, 1, G, OG, CG, KH, KW, total, base, sg, so, sc, skh, skw] (DirectPlan.weight_meta):
+    zero dst[:total], then dst[base + g*sg + o*so + c*sc + kh*skh + kw*skw] = w[g, o, c, kh, kw]."""
+
+    def body(b, pointers, meta, task):
+        dst, w = pointers
+        G, OG, CG, KH, KW, total, base, sg, so, sc, skh, skw = meta[2:]
+        with for_range(b, I64(0), total, name="z") as i:
+            b.store(emit.constant(dtype, 0.0), b.gep(dst, [i]))
+        src = entry_alloca(b, I64, "src")
+        b.store(I64(0), src)
+        with for_range(b, I64(0), G, name="g") as g:
+            with for_range(b, I64(0), OG, name="o") as o:
+                with for_range(b, I64(0), CG, name="c") as c:
+                    corner = b.add(base, b.add(b.mul(g, sg), b.add(b.mul(o, so), b.mul(c, sc))))
+                    with for_range(b, I64(0), KH, name="kh") as kh:
+                        with for_range(b, I64(0), KW, name="kw") as kw:
+                            at = b.add(corner, b.add(b.mul(kh, skh), b.mul(kw, skw)))
+                            index = b.load(src)
+                            b.store(b.load(b.gep(w, [index])), b.gep(dst, [at]))
+                            b.store(b.add(index, I64(1)), src)
+
+    return define_plane_kernel(module, name, dtype, 2, 14, body)
+
+
+def _define_micro(module: ir.Module, name: str, dtype: DType, rows: int, nv: int) -> ir.Function:
+    """`micro(T** a_rows, i64* a_off, T* b, i64* b_off, i64 K, T* tile)`: tile[r][v*L + l] =
+    sum_k a_rows[r][a_off[k]] * b[b_off[k] + v*L + l], an FMA chain in k order."""
+    blk = blocking_for(dtype.name)
+    T, V, L = blk.element, blk.vector, blk.lanes
+    P = T.as_pointer()
+    fn = new_function(module, name, [P.as_pointer(), I64.as_pointer(), P, I64.as_pointer(), I64, P])
+    fn.attributes.add("noinline")
+    a_rows_arg, a_off, bp, b_off, kc, tile = fn.args
+    b = ir.IRBuilder(fn.entry_basic_block)
+    zero = ir.Constant(V, [0.0] * L)
+    acc = [[entry_alloca(b, V, f"acc{r}_{v}") for v in range(nv)] for r in range(rows)]
+    for slots in acc:
+        for slot in slots:
+            b.store(zero, slot)
+    a_rows = [b.load(b.gep(a_rows_arg, [I64(r)])) for r in range(rows)]
+
+    def step(k: ir.Value) -> None:
+        b_k = gep(b, bp, b.load(b.gep(b_off, [k])))
+        vectors = [b.load(vector_pointer(b, gep(b, b_k, v * L), V), align=blk.element_bytes) for v in range(nv)]
+        ak = b.load(b.gep(a_off, [k]))
+        for r in range(rows):
+            broadcast = splat(b, b.load(b.gep(a_rows[r], [ak])), L)
+            for v in range(nv):
+                b.store(fma(b, broadcast, vectors[v], b.load(acc[r][v])), acc[r][v])
+
+    k_main = b.mul(b.sdiv(kc, I64(UNROLL)), I64(UNROLL))
+    with for_range(b, I64(0), k_main, UNROLL, name="k4") as k:
+        for u in range(UNROLL):
+            step(b.add(k, I64(u)))
+    with for_range(b, k_main, kc, name="k1") as k:
+        step(k)
+    for r in range(rows):
+        for v in range(nv):
+            b.store(b.load(acc[r][v]), vector_pointer(b, gep(b, tile, (r * nv + v) * L), V), align=blk.element_bytes)
+    b.ret_void()
+    return fn
+
+
+def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: str, nv: int, rows: int,
+                       epilogue: Epilogue | None = None, extra_types=()) -> ir.Function:
+    """`name(i8** [dst, src_padded, wmat, a_off, b_off], i64* DirectPlan.kernel_meta, *extras)`."""
+    blk = blocking_for(dtype.name)
+    T, V, L = blk.element, blk.vector, blk.lanes
+    width = nv * L
+    micro = _define_micro(module, name + ".micro", dtype, rows, nv)
+
+    def store(b, value, pointer, index, extras):
+        if epilogue is not None:
+            value = epilogue(b, value, index, extras)
+        typed = vector_pointer(b, pointer, value.type) if index.lanes > 1 else pointer
+        b.store(value, typed, align=blk.element_bytes)
+
+    def body(b, pointers, meta, task, extras=()):
+        dst, src, wmat, a_off, b_off = pointers
+        a_off, b_off = (b.bitcast(p, I64.as_pointer()) for p in (a_off, b_off))
+        G, blocks, OH, OW, cout, CK, src_img, src_group, row_step, P, dst_img, SW, cblocks = meta[2:]
+        a_rows = entry_alloca(b, ir.ArrayType(T.as_pointer(), rows), "a_rows")
+        tile_array = entry_alloca(b, ir.ArrayType(T, rows * width), "tile")
+        tile = b.gep(tile_array, [I32(0), I32(0)])
+        row_slot = lambda r: b.gep(a_rows, [I32(0), I32(r)])  # noqa: E731
+        rows_ptr = b.bitcast(a_rows, T.as_pointer().as_pointer())
+        if orientation == "W":
+            oh = b.srem(task, OH)
+            rest = b.sdiv(task, OH)
+            ob = b.srem(rest, blocks)
+            rest = b.sdiv(rest, blocks)
+            g, n = b.srem(rest, G), b.sdiv(rest, G)
+            o_first = b.mul(ob, I64(rows))
+            channel0 = b.add(b.mul(g, cout), o_first)
+            for r in range(rows):  # rows past cout repeat the last channel (computed, not stored)
+                o = imin(b, b.add(o_first, I64(r)), b.sub(cout, I64(1)))
+                b.store(gep(b, wmat, b.mul(b.add(b.mul(g, cout), o), CK)), row_slot(r))
+            b_row = gep(b, src, b.mul(n, src_img), b.mul(g, src_group), b.mul(oh, row_step))
+            col_row = b.mul(oh, OW)
+            out_row = gep(b, dst, b.mul(n, dst_img), b.mul(channel0, P), col_row)
+            with for_range(b, I64(0), OW, width, name="ow") as ow0:
+                b.call(micro, [rows_ptr, a_off, gep(b, b_row, ow0), b_off, CK, tile])
+                for r in range(rows):
+                    with b.if_then(b.icmp_signed("<", b.add(o_first, I64(r)), cout)):
+                        out = gep(b, out_row, b.mul(I64(r), P))
+                        for v in range(nv):
+                            col = b.add(ow0, I64(v * L))
+                            left = b.sub(OW, col)
+                            at = (r * nv + v) * L
+                            with b.if_else(b.icmp_signed(">=", left, I64(L))) as (full, part):
+                                with full:
+                                    value = b.load(vector_pointer(b, gep(b, tile, at), V), align=blk.element_bytes)
+                                    store(b, value, gep(b, out, col),
+                                          EpilogueIndex(n, b.add(channel0, I64(r)), b.add(col_row, col), L), extras)
+                                with part:
+                                    with for_range(b, I64(0), left, name="tail") as j:
+                                        store(b, b.load(gep(b, tile, b.add(I64(at), j))), gep(b, out, b.add(col, j)),
+                                              EpilogueIndex(n, b.add(channel0, I64(r)),
+                                                            b.add(col_row, b.add(col, j)), 1), extras)
+        else:
+            pb = b.srem(task, blocks)
+            rest = b.sdiv(task, blocks)
+            g, n = b.srem(rest, G), b.sdiv(rest, G)
+            p0 = b.mul(pb, I64(rows))
+            base = gep(b, src, b.mul(n, src_img), b.mul(g, src_group))
+            for r in range(rows):  # pixels past P repeat the last one (computed, not stored)
+                p = imin(b, b.add(p0, I64(r)), b.sub(P, I64(1)))
+                oh, ow = b.sdiv(p, OW), b.srem(p, OW)
+                b.store(gep(b, base, b.mul(oh, row_step), b.mul(ow, SW)), row_slot(r))
+            valid = imin(b, I64(rows), b.sub(P, p0))
+            cpad = b.mul(cblocks, I64(width))
+            w_group = gep(b, wmat, b.mul(b.mul(g, CK), cpad))
+            out_image = gep(b, dst, b.mul(n, dst_img), p0)
+            with for_range(b, I64(0), cblocks, name="cb") as cb:
+                c0 = b.mul(cb, I64(width))
+                b.call(micro, [rows_ptr, a_off, gep(b, w_group, c0), b_off, CK, tile])
+                with for_range(b, I64(0), imin(b, I64(width), b.sub(cout, c0)), name="j") as j:
+                    channel = b.add(b.mul(g, cout), b.add(c0, j))
+                    out = gep(b, out_image, b.mul(channel, P))
+                    with for_range(b, I64(0), valid, name="r") as r:
+                        value = b.load(gep(b, tile, b.add(b.mul(r, I64(width)), j)))
+                        store(b, value, gep(b, out, r), EpilogueIndex(n, channel, b.add(p0, r), 1), extras)
+
+    return define_plane_kernel(module, name, dtype, 5, 15, body, extra_types)
