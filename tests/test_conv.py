@@ -192,3 +192,84 @@ def test_compiled_graph_with_windows_equals_the_interpreter(dtype):
     atol = 1e-4 if dtype == DType.float32 else 1e-11
     for got, expected in zip(compile_graph(graph)(x, w), run(graph, [x, w])):
         np.testing.assert_allclose(got, expected, atol=atol * max(1.0, np.abs(expected).max()), rtol=0)
+
+
+def _forced(plan, orientation):
+    """The plan with the other orientation's register block (conv_direct.plan picks one by lane waste)."""
+    import dataclasses
+
+    from codegen import conv_direct
+
+    if orientation == "W":
+        nv = 1 if plan.ow <= plan.lanes else 2
+        return dataclasses.replace(plan, orientation="W", nv=nv,
+                                   rows=conv_direct._blocks(plan.cout, conv_direct.MAX_ACCUMULATORS // nv))
+    nv = 1 if plan.cout <= plan.lanes else 2
+    return dataclasses.replace(plan, orientation="C", nv=nv, rows=conv_direct.MAX_ACCUMULATORS // nv)
+
+
+@settings(max_examples=30)
+@given(case=conv_case(), orientation=st.sampled_from(["W", "C"]))
+def test_direct_kernel_orientations_match_the_interpreter(case, orientation):
+    from codegen import conv_direct
+    from jitgine.core.eager_conv import _direct
+
+    x, w, attrs, rng = case
+    stride, padding, dilation, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    dtype = DType.parse(x.dtype.name)
+    expected = reference("conv2d", [x, w], **attrs)
+    if orientation == "C" or stride[1] == 1:
+        plan = _forced(conv_direct.plan(dtype, n, groups, cg, o // groups, (h, wd), (kh, kw), expected.shape[2:],
+                                        stride, padding, dilation), orientation)
+        y = np.empty(expected.shape, x.dtype)
+        _direct(plan, y, x, w)
+        np.testing.assert_allclose(y, expected, atol=tolerance(x.dtype, w[0].size), rtol=0)
+    plan = conv_direct.grad_input_plan(dtype, n, groups, c, o, (h, wd), (kh, kw), expected.shape[2:], stride,
+                                       padding, dilation)
+    if plan is not None:
+        dy = rng.standard_normal(expected.shape).astype(x.dtype)
+        dx = np.empty(x.shape, x.dtype)
+        _direct(_forced(plan, orientation), dx, dy, w)
+        np.testing.assert_allclose(dx, reference("conv2d_grad_input", [dy, w], input_hw=(h, wd), **attrs),
+                                   atol=tolerance(x.dtype, o * kh * kw), rtol=0)
+
+
+@pytest.mark.parametrize("orientation", ["W", "C"])
+def test_direct_kernel_is_thread_count_independent(orientation, monkeypatch):
+    from codegen import conv_direct
+
+    original = conv_direct.plan
+    monkeypatch.setattr(conv_direct, "plan", lambda *a, **k: _forced(original(*a, **k), orientation))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 6, 14, 13)).astype(np.float32)  # odd width: tail tiles
+    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal((16, 16, 12, 11)).astype(np.float32)
+    results = []
+    previous = jg.get_num_threads()
+    try:
+        for threads in (1, 2):
+            jg.set_num_threads(threads)
+            y = apply1("conv2d", jg.tensor(x), jg.tensor(w), padding=(1, 1))
+            dx = apply1("conv2d_grad_input", jg.tensor(dy), jg.tensor(w), input_hw=(14, 13), padding=(1, 1))
+            results.append([y.numpy(), dx.numpy()])
+    finally:
+        jg.set_num_threads(previous)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kernel,stride", [((2, 2), (2, 2)), ((3, 2), (3, 2)), ((3, 3), (2, 2)), ((2, 2), (3, 3))])
+def test_fixed_window_pooling_ties_go_to_the_first_maximum(kernel, stride):
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 3, (2, 3, 13, 17)).astype(np.float32)  # many ties; 13, 17: partial windows
+    attrs = dict(kernel=kernel, stride=stride)
+    y = apply1("max_pool2d", jg.tensor(x), **attrs).numpy()
+    np.testing.assert_array_equal(y, reference("max_pool2d", [x], **attrs))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = apply1("max_pool2d_grad", jg.tensor(x), jg.tensor(dy), **attrs).numpy()
+    np.testing.assert_allclose(got, reference("max_pool2d_grad", [x, dy], **attrs), atol=1e-6, rtol=0)
+    got = apply1("avg_pool2d_grad", jg.tensor(dy), input_hw=x.shape[2:], **attrs).numpy()
+    expected = reference("avg_pool2d_grad", [dy], input_hw=x.shape[2:], **attrs)
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
