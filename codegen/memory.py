@@ -260,15 +260,16 @@ def plan_memory(graph: Graph) -> MemoryPlan:
     in_place = _in_place(info)
     redirect = {value: info.owner[node.operands[0]] for node, value in in_place.items()}
     copies = [n for n in graph.nodes if n.op == "assign" and n not in in_place]
-    copy_targets = {info.owner[n.operands[0]] for n in copies}
 
     # Copies after the last node: outputs that do not live in their own slot, then staging of
-    # state copies whose source another state copy overwrites, then the state copies.
+    # state copies whose source an earlier state copy overwrites, then the state copies in order.
     staged: list[tuple[Node, Value]] = []
+    written: set[Value] = set()
     for node in copies:
         source = info.storage(node.operands[1], redirect)
-        if source in copy_targets and source is not info.owner[node.operands[0]]:
+        if source in written:
             staged.append((node, Value(node.operands[1].type)))
+        written.add(info.owner[node.operands[0]])
 
     reads = _reads(info, redirect, copies)
     arena_values = [r for r in info.owner if info.owner[r] is r and r not in graph.inputs
