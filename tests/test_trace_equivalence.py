@@ -194,3 +194,45 @@ def test_reading_a_value_in_a_traced_training_step_fails_and_leaves_state_usable
     np.testing.assert_allclose(traced.step(jg.tensor(x), jg.tensor(y)).item(),
                                eager.step(jg.tensor(x), jg.tensor(y)).item(), RTOL, ATOL)
     assert_same_state(eager, traced, "eager step after a failed trace")
+
+
+def _vector_model(optimizer: str):
+    """A model without GEMMs (cheap to compile): loss = mean((x @ w)^2) as a reduction."""
+    w = jg.Parameter(np.linspace(-1, 1, 5).astype(np.float32))
+    opt = OPTIMIZERS[optimizer]([w])
+    gm = GradManager().attach([w])
+
+    def step(x):
+        with gm:
+            loss = ((x * w).sum(axis=1) ** 2).mean()
+            gm.backward(loss)
+        return loss
+
+    return w, opt, gm, step
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_loading_optimizer_state_between_traced_steps_takes_effect(optimizer):
+    """load_state_dict writes into the slot tensors a traced step captured (new tensors were ignored)."""
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((3, 5)).astype(np.float32) for _ in range(5)]
+    runs = []
+    for traced in (False, True):
+        w, opt, _, loss_of = _vector_model(optimizer)
+
+        def step(x):
+            loss = loss_of(x)
+            opt.step().clear_grad()
+            return loss
+
+        call = trace(step) if traced else (lambda x: step(jg.tensor(x)))
+        call(xs[0]), call(xs[1])
+        saved = opt.state_dict()
+        call(xs[2])
+        opt.load_state_dict(saved)
+        call(xs[3]), call(xs[4])
+        runs.append((w, opt))
+    (w_e, opt_e), (w_t, opt_t) = runs
+    np.testing.assert_allclose(w_t.numpy(), w_e.numpy(), RTOL, ATOL)
+    for key, slot in opt_e.state[id(w_e)].items():
+        np.testing.assert_allclose(opt_t.state[id(w_t)][key].numpy(), slot.numpy(), RTOL, ATOL, err_msg=key)

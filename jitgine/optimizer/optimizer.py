@@ -122,7 +122,18 @@ class Optimizer:
             for key, value in saved.items():
                 if key != "params":
                     own[key] = value
-        self.state = {}
+        previous, self.state = self.state, {}
         for i, slots in state["state"].items():
             p = params[int(i)]
-            self.state[id(p)] = {name: Tensor(np.array(value, copy=True)) for name, value in slots.items()}
+            own = previous.get(id(p), {})
+            self.state[id(p)] = {name: _load_slot(own.get(name), value) for name, value in slots.items()}
+
+
+def _load_slot(slot: Tensor | None, value: Any) -> Tensor:
+    """`value` in the existing slot tensor when it fits (in place: a traced step captured that tensor and
+    keeps updating it), else in a new one."""
+    array = np.array(value, copy=True)
+    if slot is not None and slot.shape == array.shape and slot.dtype == array.dtype:
+        slot._reset(Tensor(array))
+        return slot
+    return Tensor(array)
