@@ -236,3 +236,21 @@ def test_loading_optimizer_state_between_traced_steps_takes_effect(optimizer):
     np.testing.assert_allclose(w_t.numpy(), w_e.numpy(), RTOL, ATOL)
     for key, slot in opt_e.state[id(w_e)].items():
         np.testing.assert_allclose(opt_t.state[id(w_t)][key].numpy(), slot.numpy(), RTOL, ATOL, err_msg=key)
+
+
+def test_gradients_accumulate_across_traced_calls_as_eagerly():
+    """Two backward passes before each optimizer step: the second call of the traced step must add to
+    the gradient the first left (a variant traced for present gradients), as eager execution does."""
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((3, 5)).astype(np.float32) for _ in range(6)]
+    w_e, opt_e, _, step_e = _vector_model("momentum")
+    w_t, opt_t, _, step_t = _vector_model("momentum")
+    step_t = trace(step_t)
+    for i, x in enumerate(xs):
+        step_e(jg.tensor(x)), step_t(x)
+        np.testing.assert_allclose(w_t.grad.numpy(), w_e.grad.numpy(), RTOL, ATOL, err_msg=f"grad after call {i}")
+        if i % 2:
+            opt_e.step().clear_grad()
+            opt_t.step().clear_grad()
+    np.testing.assert_allclose(w_t.numpy(), w_e.numpy(), RTOL, ATOL)
+    assert step_t.retraces == 1 and len(step_t.executables) == 2

@@ -54,6 +54,29 @@ def _symbolic(value: Value) -> Tensor:
     return tensor
 
 
+class _GradOf:
+    """Stands for `owner.grad` among an executable's captured state when a traced backward pass
+    accumulated into a gradient that existed at trace time: the step must read the gradient the
+    owner has at each call, and that is a new Tensor object after every step."""
+
+    grad = None  # a gradient has no gradient
+
+    def __init__(self, owner: Tensor) -> None:
+        self.owner = owner
+
+    @property
+    def _array(self) -> np.ndarray:
+        return self.owner.grad._array
+
+    @_array.setter
+    def _array(self, array: np.ndarray) -> None:
+        self.owner.grad._array = array
+
+    @property
+    def _type(self) -> TensorType:
+        return self.owner.grad._type
+
+
 class Tracer:
     """Receives every `apply()` while a function is being recorded."""
 
@@ -74,7 +97,8 @@ class Tracer:
             return tensor._symbol
         if key not in self.captured:
             value = self.builder.input(tensor._type)
-            self.captured[key] = (tensor, value)
+            owner = next((t for t, _ in self.captured.values() if t.grad is tensor), None)
+            self.captured[key] = (tensor if owner is None else _GradOf(owner), value)
             self.grads_before[key] = tensor.grad
         return self.captured[key][1]
 
@@ -119,6 +143,12 @@ class Executable:
     primitives: int
     stages: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # seconds spent tracing, in the passes, compiling
+    grads_present: tuple[bool, ...] = ()  # per captured tensor: had a .grad when traced
+
+    def grads_match(self) -> bool:
+        """Is each captured tensor's gradient present now exactly when it was at trace time? (A
+        backward pass accumulates into an existing gradient: the graph differs.)"""
+        return all((t.grad is not None) == present for t, present in zip(self.captured, self.grads_present))
 
     def __post_init__(self) -> None:
         self._grad_refs: list[weakref.ref | None] = [None] * len(self.grads)
@@ -161,7 +191,9 @@ class Executable:
             ref = self._grad_refs[k]
             wrapper = ref() if ref is not None else None
             # References: `wrapper` here, `tensor.grad`, and getrefcount's argument.
-            if wrapper is not None and tensor.grad is wrapper and sys.getrefcount(wrapper) == 3:
+            # A gradient the next step accumulates into (a _GradOf input) is never released.
+            if wrapper is not None and tensor.grad is wrapper and sys.getrefcount(wrapper) == 3 \
+                    and not any(isinstance(t, _GradOf) and t.owner is tensor for t in self.captured):
                 tensor.grad = None
 
 
@@ -217,11 +249,11 @@ class trace(Inspectable):
         if dispatch.tracer is not None:
             raise TraceError("calling a traced function inside another traced function is not supported")
         arrays, signature = self._signature(args, kwargs)
-        executable = self.executables.get(signature)
+        executable = self._find(signature)
         if executable is None:
             reason = "first call" if not self.executables else self._why(signature)
             executable = self._trace(args, kwargs, arrays)
-            self.executables[signature] = executable
+            self.executables[signature + (("grads", executable.grads_present),)] = executable
             if len(self.executables) > 1:
                 self.retraces += 1
             observe.compiled(self, executable, signature, reason)
@@ -261,7 +293,20 @@ class trace(Inspectable):
         key.append(("kwargs", tuple(sorted(kwargs))))
         return arrays, tuple(key)
 
+    def _find(self, signature: tuple) -> Executable | None:
+        """The executable compiled for `signature` whose gradient presence matches the tensors' now."""
+        last = self.last
+        if last is not None and self.executables.get(signature + (("grads", last.grads_present),)) is last \
+                and last.grads_match():
+            return last
+        for key, executable in self.executables.items():
+            if key[:-1] == signature and executable.grads_match():
+                return executable
+        return None
+
     def _why(self, signature: tuple) -> str:
+        if any(key[:-1] == signature for key in self.executables):
+            return "gradients appeared or were cleared since the last trace (backward accumulates into them)"
         previous = list(self.executables)[-1]
         for i, (old, new) in enumerate(zip(previous, signature)):
             if old != new and old[0] == "modules":
@@ -307,9 +352,11 @@ class trace(Inspectable):
         for tensor, new_value in tracer.updates.values():
             builder.add("assign", [tracer.captured[id(tensor)][1], new_value])
         graph = builder.output(*outputs)
-        for tensor in captured:
+        for key, (tensor, _) in tracer.captured.items():
             if tensor.grad is not None and tensor.grad._symbol is not None:
-                tensor.grad = None  # set again from the graph's outputs after every run
+                # Back to the gradient it had (what the step reads when it accumulates); the graph's
+                # output replaces it after every run.
+                tensor.grad = tracer.grads_before[key]
         passes = PassManager(PIPELINE)
         traced = time.perf_counter()
         optimized = passes.run(graph)
@@ -317,5 +364,6 @@ class trace(Inspectable):
         compiled = compile_graph(optimized)
         self.compile_seconds += time.perf_counter() - start
         timings = {"trace": traced - start, "passes": optimized_at - traced, "compile": compiled.compile_seconds}
+        present = tuple(tracer.grads_before[key] is not None for key in tracer.captured)
         return Executable(compiled, len(arrays), captured, [t for t, _ in tracer.updates.values()],
-                          len(flat), grads, structure, tracer.primitives, passes.stages, timings)
+                          len(flat), grads, structure, tracer.primitives, passes.stages, timings, present)
