@@ -73,8 +73,19 @@ def _body_lines(graph: Graph, names: dict[Value, str], indent: str) -> list[str]
     return lines
 
 
-def print_graph(graph: Graph) -> str:
-    """The text of `graph`; values are numbered in order of appearance."""
-    names: dict[Value, str] = {}
+class _IdNames(dict):
+    """Names every value by its `Value.id`, so a value keeps its name in every graph it appears in."""
+
+    def __contains__(self, value: object) -> bool:
+        return True
+
+    def __missing__(self, value: Value) -> str:
+        return f"%{value.id}"
+
+
+def print_graph(graph: Graph, stable_names: bool = False) -> str:
+    """The text of `graph`; values are numbered in order of appearance, or with `stable_names` by
+    their ids (the same value then reads the same in the graphs before and after a pass: for diffs)."""
+    names: dict[Value, str] = _IdNames() if stable_names else {}
     head = f"func @{graph.name}({_params(graph.inputs, names)}) {{"
     return "\n".join([head, *_body_lines(graph, names, "  "), "}"]) + "\n"

@@ -13,6 +13,8 @@ functions read back by `jitgine.jit.load`.
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -59,6 +61,22 @@ class Program:
             else:
                 arrays.append(rng.integers(0, 2, value.shape).astype(dtype))
         return arrays
+
+
+def stage_diffs(stages: dict[str, Graph]) -> list[tuple[str, str, str]]:
+    """(stage, IR text after it, unified diff against the stage before) for every stage. Values are
+    named by id, so a value a pass left alone reads the same before and after it."""
+    from ir.printer import print_graph
+
+    out, previous, previous_name = [], None, None
+    for name, graph in stages.items():
+        text = print_graph(graph, stable_names=True)
+        diff = "" if previous is None else "".join(difflib.unified_diff(
+            previous.splitlines(keepends=True), text.splitlines(keepends=True),
+            fromfile=f"before {name} ({previous_name})", tofile=f"after {name}", n=1))
+        out.append((name, text, diff))
+        previous, previous_name = text, name
+    return out
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -115,20 +133,67 @@ def _functions_of(names: Sequence[str], kernel: str) -> list[str]:
     return [n for n in names if n == kernel or n.startswith(kernel + ".")]
 
 
-def kernel_llvm_ir(compiled: CompiledGraph, kernel: str | None = None, optimized: bool = False) -> str:
-    """The LLVM IR of one kernel (all its functions), or of the whole module when `kernel` is None."""
+@dataclass
+class MachineCode:
+    """A compiled graph's code at three levels, whole and split into functions."""
+
+    llvm_ir: str  # as generated
+    optimized_ir: str  # after LLVM's O3 pipeline
+    asm: str
+
+    def functions(self, level: str) -> dict[str, str]:
+        """Function name -> its text at `level` ('llvm', 'llvm-opt' or 'asm')."""
+        if level == "asm":
+            return split_assembly(self.asm)
+        from codegen import target
+
+        module = target.parse(self.llvm_ir if level == "llvm" else self.optimized_ir)
+        return {f.name: str(f) for f in module.functions if not f.is_declaration}
+
+    def text(self, level: str) -> str:
+        return {"llvm": self.llvm_ir, "llvm-opt": self.optimized_ir, "asm": self.asm}[level]
+
+
+_CODE: dict[str, MachineCode] = {}  # by hash of the LLVM IR: optimising a training step takes seconds
+
+
+def machine_code(compiled: CompiledGraph) -> MachineCode:
+    """Optimise once, print the IR and the assembly (what the disk cache's object code was built from).
+    Kept per process for the last few modules, so every view of one graph shares the work."""
     from codegen import target
 
-    text = target.optimized_ir(compiled.llvm_ir) if optimized else compiled.llvm_ir
+    key = hashlib.sha256(compiled.llvm_ir.encode()).hexdigest()
+    code = _CODE.get(key)
+    if code is None:
+        module = target.parse(compiled.llvm_ir)
+        target.optimize(module)
+        code = MachineCode(compiled.llvm_ir, str(module), target.target_machine().emit_assembly(module))
+        while len(_CODE) >= 4:
+            _CODE.pop(next(iter(_CODE)))
+        _CODE[key] = code
+    return code
+
+
+def kernel_code(compiled: CompiledGraph, kernel: str | None, level: str,
+                functions: dict[str, str] | None = None) -> str:
+    """One kernel's functions (its own and its '<kernel>.<part>' helpers) at `level` ('llvm',
+    'llvm-opt', 'asm'), or the whole module when `kernel` is None. `functions` may pass
+    `machine_code(compiled).functions(level)` when asking for many kernels."""
+    code = machine_code(compiled) if functions is None or kernel is None else None
     if kernel is None:
-        return text
+        return code.text(level)
     _check_kernel(compiled, kernel)
-    module = target.parse(text)
-    functions = {f.name: f for f in module.functions if not f.is_declaration}
+    functions = functions if functions is not None else code.functions(level)
     chosen = _functions_of(list(functions), kernel)
     if not chosen:
-        return f"; kernel {kernel} was inlined into another function by the optimiser\n"
-    return "\n".join(str(functions[n]) for n in chosen)
+        comment = "#" if level == "asm" else ";"
+        return f"{comment} kernel {kernel} was inlined into another function by the optimiser\n"
+    return "\n".join(functions[n] for n in chosen)
+
+
+def kernel_llvm_ir(compiled: CompiledGraph, kernel: str | None = None, optimized: bool = False) -> str:
+    """The LLVM IR of one kernel (all its functions), or of the whole module when `kernel` is None."""
+    return kernel_code(compiled, kernel, "llvm-opt" if optimized else "llvm")
 
 
 _FUNCTION_START = re.compile(r'^\s*\.type\s+"?([^",\s]+)"?\s*,\s*@function', re.MULTILINE)
@@ -146,17 +211,7 @@ def split_assembly(asm: str) -> dict[str, str]:
 
 def kernel_asm(compiled: CompiledGraph, kernel: str | None = None) -> str:
     """The assembly of one kernel (all its functions), or of the whole module when `kernel` is None."""
-    from codegen import target
-
-    asm = target.assembly(compiled.llvm_ir)
-    if kernel is None:
-        return asm
-    _check_kernel(compiled, kernel)
-    pieces = split_assembly(asm)
-    chosen = _functions_of(list(pieces), kernel)
-    if not chosen:
-        return f"# kernel {kernel} was inlined into another function by the optimiser\n"
-    return "\n".join(pieces[n] for n in chosen)
+    return kernel_code(compiled, kernel, "asm")
 
 
 # ---------------------------------------------------------------------------- measuring

@@ -27,6 +27,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 log = logging.getLogger("jitgine")
 
 
@@ -57,7 +59,7 @@ def signature_text(key: tuple) -> str:
     parts = []
     for item in key:
         if item[0] == "array":
-            parts.append(f"{item[2]}{list(item[1])}")
+            parts.append(f"{np.dtype(item[2]).name}{list(item[1])}")
         elif item[0] == "scalar":
             parts.append(repr(item[1]))
         elif item[0] == "kwargs" and item[1]:

@@ -1,0 +1,1 @@
+"""Command-line tools and the renderers they share (graph pictures, HTML report)."""
