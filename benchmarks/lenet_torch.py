@@ -92,7 +92,7 @@ def train(data: str | None, epochs: int, threads: int, seed: int = 0, lr: float 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="IDX folder (default: the embedded slice)")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--threads", type=int, nargs="*", default=_common.thread_counts())
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -118,7 +118,7 @@ def evaluate(net: LeNet, eval_step, test_dataloader) -> float:
     return correct / max(total, 1)
 
 
-def train(data: str | None = None, epochs: int = 8, traced: bool = True, threads: int | None = None,
+def train(data: str | None = None, epochs: int = 15, traced: bool = True, threads: int | None = None,
           save: str | None = None, batch_size: int = 64, lr: float = 0.05, seed: int = 0,
           limit: int | None = None, quiet: bool = False) -> tuple[LeNet, dict]:
     """Train and evaluate LeNet: (the network, per-epoch 'loss', 'accuracy', 'images_per_second', 'seconds')."""
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                                      description="Train LeNet on (Fashion-)MNIST with jitgine.")
     parser.add_argument("--data", default=None,
                         help="folder with the four (Fashion-)MNIST IDX files (default: the embedded 5k/1k slice)")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=15)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--traced", dest="traced", action="store_true", default=True,
                       help="compile the whole training step (default)")
