@@ -52,6 +52,9 @@ I32 = ir.IntType(32)
 UNROLL = 4
 # Accumulator budget: 16 ymm minus NV B vectors and one broadcast.
 MAX_ACCUMULATORS = 12
+# grad_weight tiles: GW_ROWS output channels x GW_TAPS taps of accumulators, plus GW_ROWS dy vectors
+# and one input vector: 3*4 + 3 + 1 = 16 ymm.
+GW_ROWS, GW_TAPS = 3, 4
 # Below this many multiply-adds a kernel runs on the calling thread.
 PARALLEL_MIN_FMAS = 1 << 18
 
@@ -139,6 +142,8 @@ class DirectPlan:
         return [1, 1, self.groups, og, cg, kh, kw, self.weight_elements(), base, *strides]
 
     def tasks(self) -> int:
+        if self.orientation == "dW":
+            return self.groups * -(-self.cout // self.rows) * -(-self.ck // self.nv)
         if self.orientation == "W":
             return self.n * self.groups * -(-self.cout // self.rows) * self.oh
         return self.n * self.groups * -(-(self.oh * self.ow) // self.rows)
@@ -149,6 +154,10 @@ class DirectPlan:
         fmas = self.n * self.groups * self.cout * p * self.ck
         grain = tasks if fmas < PARALLEL_MIN_FMAS else 1
         plane = self.hp * self.wp
+        if self.orientation == "dW":
+            return [tasks, grain, self.groups, -(-self.cout // self.rows), -(-self.ck // self.nv), self.n, self.oh,
+                    self.ow, self.cout, self.ck, self.groups * self.cin * plane, self.cin * plane, self.sh * self.wp,
+                    p, self.groups * self.cout * p]
         blocks = -(-self.cout // self.rows) if self.orientation == "W" else -(-p // self.rows)
         return [tasks, grain, self.groups, blocks, self.oh, self.ow, self.cout, self.ck,
                 self.groups * self.cin * plane, self.cin * plane, self.sh * self.wp, p,
@@ -160,7 +169,7 @@ class DirectPlan:
         c, kh, kw = np.meshgrid(np.arange(self.cin), np.arange(self.kh), np.arange(self.kw), indexing="ij")
         taps = (c * self.hp * self.wp + kh * self.dh * self.wp + kw * self.dw).reshape(-1).astype(np.int64)
         k = np.arange(self.ck, dtype=np.int64)
-        return (k, taps) if self.orientation == "W" else (taps, k * self.cpad)
+        return (k, taps) if self.orientation in ("W", "dW") else (taps, k * self.cpad)
 
     def key(self) -> tuple:
         return ("conv_direct", self.orientation, self.nv, self.rows)
@@ -193,6 +202,18 @@ def plan(dtype: DType, n: int, groups: int, cin: int, cout: int, hw: tuple[int, 
     nv, rows = (nv_w, rows_w) if orientation == "W" else (nv_c, MAX_ACCUMULATORS // nv_c)
     return DirectPlan(orientation, nv, rows, lanes, n, groups, cin, cout, *hw, *khw, oh, ow, *stride, *padding,
                       *dilation, flip)
+
+
+def grad_weight_plan(dtype: DType, n: int, groups: int, c: int, o: int, hw: tuple[int, int],
+                     khw: tuple[int, int], ohw: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                     dilation: tuple[int, int]) -> DirectPlan | None:
+    """grad_weight by the direct reduction kernel (needs stride 1 along W), or None."""
+    if stride[1] != 1:
+        return None
+    og = o // groups
+    rows = _blocks(og, GW_ROWS)
+    return DirectPlan("dW", GW_TAPS, rows, _lanes(dtype), n, groups, c // groups, og, *hw, *khw, *ohw, *stride,
+                      *padding, *dilation, False)
 
 
 def grad_input_plan(dtype: DType, n: int, groups: int, c: int, o: int, hw: tuple[int, int],
@@ -388,3 +409,90 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
                         store(b, value, gep(b, out, r), EpilogueIndex(n, channel, b.add(p0, r), 1), extras)
 
     return define_plane_kernel(module, name, dtype, 5, 15, body, extra_types)
+
+
+def _masked_load(b: ir.IRBuilder, pointer: ir.Value, mask: ir.Value, vector: ir.VectorType) -> ir.Value:
+    """Lanes of `pointer` where `mask` is set, zeros elsewhere; masked-off lanes are not read."""
+    name = f"llvm.masked.load.v{vector.count}{vector.element.intrinsic_name}.p0"
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(vector, [vector.as_pointer(), I32, mask.type, vector]), name)
+    return b.call(fn, [vector_pointer(b, pointer, vector), I32(4), mask, ir.Constant(vector, [0.0] * vector.count)])
+
+
+def define_grad_weight(module: ir.Module, name: str, dtype: DType, rows: int, taps: int) -> ir.Function:
+    """`name(i8** [dw, src_padded, dy, tap_off], i64* DirectPlan.kernel_meta)` ("dW" plans).
+
+    Task (group, channel block, tap block) owns a rows x taps tile of dw: vector
+    accumulators over output columns, acc[r][t] += dy[n, o_r, oh, ow:+L] *
+    x_pad[n, tap_t + oh*SH*Wp + ow:+L] over every (n, oh, ow block) in order
+    (the row tail masked), then each accumulator's lanes summed in lane order.
+    No im2col, and no reduction split across threads.
+    """
+    blk = blocking_for(dtype.name)
+    T, V, L = blk.element, blk.vector, blk.lanes
+    zero = ir.Constant(V, [0.0] * L)
+    lane_index = ir.Constant(ir.VectorType(I64, L), list(range(L)))
+
+    def body(b, pointers, meta, task):
+        dw, src, dy, off = pointers
+        off = b.bitcast(off, I64.as_pointer())
+        G, OBLK, TBLK, N, OH, OW, cout, CK, src_img, src_group, row_step, P, dy_img = meta[2:]
+        tb = b.srem(task, TBLK)
+        rest = b.sdiv(task, TBLK)
+        ob, g = b.srem(rest, OBLK), b.sdiv(rest, OBLK)
+        o_first, k_first = b.mul(ob, I64(rows)), b.mul(tb, I64(taps))
+        dy_rows = [gep(b, dy, b.mul(b.add(b.mul(g, cout), imin(b, b.add(o_first, I64(r)), b.sub(cout, I64(1)))), P))
+                   for r in range(rows)]
+        x_taps = [gep(b, src, b.mul(g, src_group),
+                      b.load(b.gep(off, [imin(b, b.add(k_first, I64(t)), b.sub(CK, I64(1)))]))) for t in range(taps)]
+        acc = [[entry_alloca(b, V, f"acc{r}_{t}") for t in range(taps)] for r in range(rows)]
+        for row in acc:
+            for slot in row:
+                b.store(zero, slot)
+        whole = b.mul(b.sdiv(OW, I64(L)), I64(L))
+        rest_cols = b.sub(OW, whole)
+        # The row tail: when the row has a whole vector, the last L columns are re-read (in
+        # bounds) and the lanes already counted dropped; a row narrower than L is read masked.
+        shift = b.sub(I64(L), rest_cols)
+        keep = b.icmp_signed(">=", lane_index, splat(b, shift, L))
+        narrow_mask = b.icmp_signed("<", lane_index, splat(b, rest_cols, L))
+        narrow = b.icmp_signed("<", OW, I64(L))
+
+        def step(dy_at: ir.Value, x_at: ir.Value, mask: ir.Value | None = None, masked_dy: bool = False) -> None:
+            if masked_dy:
+                dys = [_masked_load(b, gep(b, row, dy_at), mask, V) for row in dy_rows]
+            else:
+                dys = [b.load(vector_pointer(b, gep(b, row, dy_at), V), align=blk.element_bytes) for row in dy_rows]
+            for t in range(taps):
+                xv = b.load(vector_pointer(b, gep(b, x_taps[t], x_at), V), align=blk.element_bytes)
+                if mask is not None:  # dropped lanes hold other pixels (finite or not): zero them, not the product
+                    xv = b.select(mask, xv, zero)
+                for r in range(rows):
+                    b.store(fma(b, dys[r], xv, b.load(acc[r][t])), acc[r][t])
+
+        with for_range(b, I64(0), N, name="n") as n:
+            with for_range(b, I64(0), OH, name="oh") as oh:
+                dy_at = b.add(b.mul(n, dy_img), b.mul(oh, OW))
+                x_at = b.add(b.mul(n, src_img), b.mul(oh, row_step))
+                with for_range(b, I64(0), whole, L, name="ow") as ow:
+                    step(b.add(dy_at, ow), b.add(x_at, ow))
+                with b.if_then(b.icmp_signed("<", whole, OW)):
+                    with b.if_else(narrow) as (short_row, long_row):
+                        with short_row:
+                            step(dy_at, x_at, narrow_mask, masked_dy=True)
+                        with long_row:
+                            back = b.sub(whole, shift)
+                            step(b.add(dy_at, back), b.add(x_at, back), keep)
+        for r in range(rows):
+            o = b.add(o_first, I64(r))
+            with b.if_then(b.icmp_signed("<", o, cout)):
+                for t in range(taps):
+                    k = b.add(k_first, I64(t))
+                    with b.if_then(b.icmp_signed("<", k, CK)):
+                        vector = b.load(acc[r][t])
+                        total = b.extract_element(vector, I32(0))
+                        for lane in range(1, L):
+                            total = b.fadd(total, b.extract_element(vector, I32(lane)))
+                        b.store(total, gep(b, dw, b.mul(b.add(b.mul(g, cout), o), CK), k))
+
+    return define_plane_kernel(module, name, dtype, 4, 15, body)

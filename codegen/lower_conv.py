@@ -71,16 +71,29 @@ class _Emitter:
             self.b.store(self.b.bitcast(pointer, I8P), self.b.gep(array, [ir.IntType(32)(0), ir.IntType(32)(i)]))
         self.b.call(kernel, [self.b.bitcast(array, I8P.as_pointer()), self.constant_array(meta), *extras])
 
+    def padded(self, plan: conv_direct.DirectPlan, src: ir.Value) -> ir.Value:
+        """Scratch holding the zero-padded copy of src that a direct plan reads."""
+        padded = self.scratch(plan.padded_elements())
+        self.plane_call(conv_direct.define_pad(self.ctx.module, self.name + ".pad", self.dtype), [padded, src],
+                        plan.pad_meta())
+        slack = plan.width + 16  # lanes read past the last row: keep them finite
+        with for_range(self.b, I64(plan.padded_elements() - slack), I64(plan.padded_elements()), name="slack") as i:
+            self.b.store(ir.Constant(self.element, 0.0), self.b.gep(padded, [i]))
+        return padded
+
+    def direct_grad_weight(self, plan: conv_direct.DirectPlan, dw: ir.Value, x: ir.Value, dy: ir.Value) -> None:
+        """grad_weight by the direct reduction kernel (codegen.conv_direct.define_grad_weight)."""
+        padded = self.padded(plan, x)
+        kernel = conv_direct.define_grad_weight(self.ctx.module, self.name + ".dw", self.dtype, plan.rows, plan.nv)
+        self.plane_call(kernel, [dw, padded, dy, self.constant_array(plan.tables()[1])], plan.kernel_meta())
+        self.free(padded)
+
     def direct(self, plan: conv_direct.DirectPlan, dst: ir.Value, src: ir.Value, w: ir.Value,
                epilogue: RegionEpilogue | None = None, extras: list[ir.Value] = ()) -> None:
         """A direct convolution (codegen.conv_direct): padded copy, prepared weights, the tap kernel
         (with the epilogue on its output tiles; `extras` point at output index (0, 0, 0, 0))."""
         module, dtype = self.ctx.module, self.dtype
-        padded = self.scratch(plan.padded_elements())
-        self.plane_call(conv_direct.define_pad(module, self.name + ".pad", dtype), [padded, src], plan.pad_meta())
-        slack = plan.width + 16  # lanes read past the last row: keep them finite
-        with for_range(self.b, I64(plan.padded_elements() - slack), I64(plan.padded_elements()), name="slack") as i:
-            self.b.store(ir.Constant(self.element, 0.0), self.b.gep(padded, [i]))
+        padded = self.padded(plan, src)
         wmat = w
         if plan.weight_elements():
             wmat = self.scratch(plan.weight_elements())
@@ -118,8 +131,9 @@ def _im2col_meta(tasks, c, h, w, khw, ohw, stride, padding, dilation, img_stride
 @lowering("conv2d", "fused_conv2d", "conv2d_grad_input", "conv2d_grad_weight")
 def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]) -> None:
     """conv2d and stride-1 grad_input: the direct kernel (codegen.conv_direct); fused_conv2d runs its
-    region as the epilogue of the direct kernel's output tiles (codegen.epilogue). The other
-    gradients: im2col / col2im and a GEMM per batch chunk and group."""
+    region as the epilogue of the direct kernel's output tiles (codegen.epilogue). grad_weight with
+    stride 1 along W: the direct reduction kernel. Otherwise im2col / col2im and a GEMM per batch
+    chunk and group."""
     stride, padding, dilation, groups = _conv_attrs(node)
     e = _Emitter(ctx, node, ins[0].type.dtype)
     epilogue, others = None, []
@@ -150,6 +164,12 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
                                            dilation)
         if plan is not None:
             e.direct(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))
+            return
+    if node.op == "conv2d_grad_weight":
+        plan = conv_direct.grad_weight_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
+                                            dilation)
+        if plan is not None:
+            e.direct_grad_weight(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))
             return
     im2col = define_im2col(ctx.module, e.name + ".im2col", out.type.dtype)
     if node.op == "conv2d_grad_input":

@@ -253,11 +253,14 @@ def test_direct_kernel_is_thread_count_independent(orientation, monkeypatch):
             jg.set_num_threads(threads)
             y = apply1("conv2d", jg.tensor(x), jg.tensor(w), padding=(1, 1))
             dx = apply1("conv2d_grad_input", jg.tensor(dy), jg.tensor(w), input_hw=(14, 13), padding=(1, 1))
-            results.append([y.numpy(), dx.numpy()])
+            dw = apply1("conv2d_grad_weight", jg.tensor(x), jg.tensor(dy), kernel_hw=(5, 5), padding=(1, 1))
+            results.append([y.numpy(), dx.numpy(), dw.numpy()])
     finally:
         jg.set_num_threads(previous)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+    expected = reference("conv2d_grad_weight", [x, dy], kernel_hw=(5, 5), padding=(1, 1))
+    np.testing.assert_allclose(results[0][2], expected, atol=tolerance(np.float32, dy.size // 16), rtol=0)
 
 
 @pytest.mark.parametrize("kernel,stride", [((2, 2), (2, 2)), ((3, 2), (3, 2)), ((3, 3), (2, 2)), ((2, 2), (3, 3))])

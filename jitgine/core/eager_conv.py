@@ -42,12 +42,19 @@ def _im2col(col: np.ndarray, x: np.ndarray, khw, ohw, stride, padding, dilation,
     _kernel("im2col", dtype, define_im2col)([col.ctypes.data, x.ctypes.data], meta)
 
 
+def _padded(p: conv_direct.DirectPlan, src: np.ndarray) -> np.ndarray:
+    """The zero-padded copy of src a direct plan reads (with slack past the end)."""
+    padded = np.empty(p.padded_elements(), src.dtype)
+    padded[-(p.width + 16):] = 0  # tiles read past the last row: keep those lanes finite
+    _kernel("pad", DType.parse(src.dtype.name), conv_direct.define_pad)([padded.ctypes.data, src.ctypes.data],
+                                                                        p.pad_meta())
+    return padded
+
+
 def _direct(p: conv_direct.DirectPlan, dst: np.ndarray, src: np.ndarray, w: np.ndarray) -> None:
     """Run a direct-convolution plan: padded copy of src, prepared weights, the tap kernel."""
     dtype = DType.parse(src.dtype.name)
-    padded = np.empty(p.padded_elements(), src.dtype)
-    padded[-(p.width + 16):] = 0  # tiles read past the last row: keep those lanes finite
-    _kernel("pad", dtype, conv_direct.define_pad)([padded.ctypes.data, src.ctypes.data], p.pad_meta())
+    padded = _padded(p, src)
     wmat = w
     if p.weight_elements():
         wmat = np.empty(p.weight_elements(), src.dtype)
@@ -122,6 +129,16 @@ def _conv2d_grad_weight(attrs, arrays, types):
     p, ck, og = oh * ow, cg * kh * kw, o // groups
     if n == 0 or p == 0:
         dw.fill(0)
+        return [dw]
+    dtype = DType.parse(x.dtype.name)
+    direct = conv_direct.grad_weight_plan(dtype, n, groups, c, o, tuple(x.shape[2:]), (kh, kw), (oh, ow), stride,
+                                          padding, dilation)
+    if direct is not None:
+        padded = _padded(direct, x)
+        kernel = kernels.get_kernel((direct.key(), dtype), lambda module, name: conv_direct.define_grad_weight(
+            module, name, dtype, direct.rows, direct.nv))
+        kernel([dw.ctypes.data, padded.ctypes.data, dy.ctypes.data, direct.tables()[1].ctypes.data],
+               direct.kernel_meta())
         return [dw]
     chunk = _chunk(n, c * kh * kw * p + o * p)
     col = np.empty(c * kh * kw * chunk * p, x.dtype)
