@@ -18,7 +18,7 @@ from ir.types import DType
 from . import emit
 from .conv import define_plane_kernel, in_range
 from .emit import I64
-from .gemm_kernel import entry_alloca
+from .gemm_kernel import blocking_for, entry_alloca, imin, shuffle
 from .loops import for_range
 
 N_META = 12
@@ -132,6 +132,49 @@ def _define_fixed(module: ir.Module, name: str, dtype: DType, primitive: str, wi
     zero = emit.constant(dtype, 0.0)
     area = emit.constant(dtype, float(KH * KW))
     taps = [(kh, kw) for kh in range(KH) for kw in range(KW)]
+    # Windows tile the plane (max gradient, kernel == stride <= 4): whole vectors of output columns,
+    # each window row's KW vectors of input de-interleaved into one vector per tap.
+    tiled = primitive == "max_pool2d_grad" and (KH, KW) == (SH, SW) and KW <= 4
+    lanes = blocking_for(dtype.name).lanes
+
+    def _tiled_row(b, dx, x, dy, row0, W, out_row, OW, width):
+        """One output row in vectors of `width` windows (the widest that fits OW); the last vector
+        is moved back to end at OW, recomputing (and storing again) a few windows."""
+        def run():
+            with for_range(b, I64(0), OW, width, name=f"owv{width}") as ow0:
+                start = imin(b, ow0, b.sub(OW, I64(width)))
+                _max_grad_vector(b, dx, x, dy, row0, W, b.add(out_row, start), b.mul(start, I64(SW)), width)
+
+        if width == 1:
+            run()
+            return
+        with b.if_else(b.icmp_signed(">=", OW, I64(width))) as (wide, narrow):
+            with wide:
+                run()
+            with narrow:
+                _tiled_row(b, dx, x, dy, row0, W, out_row, OW, width // 2)
+
+    def _max_grad_vector(b, dx, x, dy, row0, W, out, column, lanes):
+        vector = ir.VectorType(emit.register_type(dtype), lanes)
+        zeros = ir.Constant(vector, [0.0] * lanes)
+        values, starts = [], []
+        for kh in range(KH):
+            start = b.add(b.add(row0, b.mul(I64(kh), W)), column)
+            starts.append(start)
+            wide = b.load(b.bitcast(b.gep(x, [start]), ir.VectorType(vector.element, KW * lanes).as_pointer()),
+                          align=4)
+            values += [shuffle(b, wide, wide, [l * KW + kw for l in range(lanes)]) for kw in range(KW)]
+        grad = b.load(b.bitcast(b.gep(dy, [out]), vector.as_pointer()), align=4)
+        grads = _first_max_grads(b, values, grad, zeros)
+        for kh, start in enumerate(starts):
+            row = grads[kh * KW:(kh + 1) * KW]
+            joined = row[0]
+            for part in row[1:]:  # concatenate, widening the shorter operand to the same length
+                width = joined.type.count
+                part = shuffle(b, part, part, list(range(lanes)) + [0] * (width - lanes)) if width > lanes else part
+                joined = shuffle(b, joined, part, list(range(width)) + [width + i for i in range(lanes)])
+            interleaved = shuffle(b, joined, joined, [kw * lanes + l for l in range(lanes) for kw in range(KW)])
+            b.store(interleaved, b.bitcast(b.gep(dx, [start]), interleaved.type.as_pointer()), align=4)
 
     def body(b, pointers, meta, task):
         H, W, OH, OW = meta[2:6]
@@ -148,6 +191,10 @@ def _define_fixed(module: ir.Module, name: str, dtype: DType, primitive: str, wi
                 covered = ir.Constant(ir.IntType(1), 0)  # windows overlap or leave gaps: accumulate into zeros
             with b.if_then(b.not_(covered)):
                 _zero(b, dx, hw, dtype)
+        if tiled:
+            with for_range(b, I64(0), OH, name="oh") as oh:
+                _tiled_row(b, dx, x, dy, b.mul(b.mul(oh, I64(SH)), W), W, b.mul(oh, OW), OW, lanes)
+            return
         with for_range(b, I64(0), OH, name="oh") as oh:
             row0 = b.mul(b.mul(oh, I64(SH)), W)
             with for_range(b, I64(0), OW, name="ow") as ow:
@@ -167,19 +214,10 @@ def _define_fixed(module: ir.Module, name: str, dtype: DType, primitive: str, wi
                     b.store(b.fdiv(total, area), b.gep(y, [out]))
                 elif primitive == "max_pool2d_grad" and disjoint:
                     # Each input element is in at most one window: store every tap, no accumulation.
-                    # The first tap equal to the maximum gets dy (the first tap too when it is a NaN,
-                    # which nothing replaces); masks from float compares keep the vector code 32-bit.
                     values = [b.load(b.gep(x, [offset])) for offset in offsets]
-                    best = values[0]
-                    for value in values[1:]:
-                        best = b.select(b.fcmp_ordered(">", value, best), value, best)
-                    grad = b.load(b.gep(dy, [out]))
-                    found = None
-                    for i, (offset, value) in enumerate(zip(offsets, values)):
-                        hit = b.fcmp_unordered("==", value, best) if i == 0 else \
-                            b.and_(b.fcmp_ordered("==", value, best), b.not_(found))
-                        found = hit if found is None else b.or_(found, hit)
-                        b.store(b.select(hit, grad, zero), b.gep(dx, [offset]))
+                    grads = _first_max_grads(b, values, b.load(b.gep(dy, [out])), zero)
+                    for offset, grad in zip(offsets, grads):
+                        b.store(grad, b.gep(dx, [offset]))
                 elif primitive == "max_pool2d_grad":
                     best, where = b.load(b.gep(x, [offsets[0]])), offsets[0]
                     for offset in offsets[1:]:
@@ -196,3 +234,20 @@ def _define_fixed(module: ir.Module, name: str, dtype: DType, primitive: str, wi
 
     n_pointers = 3 if primitive == "max_pool2d_grad" else 2
     return define_plane_kernel(module, name, dtype, n_pointers, N_META, body)
+
+
+def _first_max_grads(b: ir.IRBuilder, values: list[ir.Value], grad: ir.Value, zero: ir.Value) -> list[ir.Value]:
+    """Per tap of one window (scalars, or vectors of windows): `grad` at the first maximum in tap
+    order, zero elsewhere. The maximum is found with > from the first tap, so a NaN first tap stays
+    the maximum (nothing replaces it) and gets the gradient, as in the generic kernel; masks from
+    float compares keep vector code at the element width."""
+    best = values[0]
+    for value in values[1:]:
+        best = b.select(b.fcmp_ordered(">", value, best), value, best)
+    found, grads = None, []
+    for i, value in enumerate(values):
+        hit = b.fcmp_unordered("==", value, best) if i == 0 else \
+            b.and_(b.fcmp_ordered("==", value, best), b.not_(found))
+        found = hit if found is None else b.or_(found, hit)
+        grads.append(b.select(hit, grad, zero))
+    return grads
