@@ -103,7 +103,7 @@ def _structure_spec(tree: Any) -> dict:
 
 
 def _tensor_names(function: Callable | None) -> dict[int, str]:
-    """Names for captured tensors, from the modules and optimizers the function refers to by name."""
+    """Names for captured tensors, from the tensors, modules and optimizers the function refers to by name."""
     from ..module import Module
     from ..optimizer import Optimizer
 
@@ -119,6 +119,8 @@ def _tensor_names(function: Callable | None) -> dict[int, str]:
         if isinstance(obj, Module):
             for name, tensor in obj.named_tensors(prefix=var):
                 names.setdefault(id(tensor), name)
+        elif isinstance(obj, Tensor):
+            names.setdefault(id(obj), var)
     for var, obj in objects.items():
         if isinstance(obj, Optimizer):
             param_names = {id(p): names.get(id(p), f"param{i}") for i, p in enumerate(obj._params())}
