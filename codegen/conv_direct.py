@@ -55,6 +55,8 @@ MAX_ACCUMULATORS = 12
 # grad_weight tiles: GW_ROWS output channels x GW_TAPS taps of accumulators, plus GW_ROWS dy vectors
 # and one input vector: 3*4 + 3 + 1 = 16 ymm.
 GW_ROWS, GW_TAPS = 3, 4
+# Tasks per direct convolution (at least): many more than threads, for balance.
+TASKS_WANTED = 64
 # Below this many multiply-adds a kernel runs on the calling thread.
 PARALLEL_MIN_FMAS = 1 << 18
 
@@ -144,9 +146,22 @@ class DirectPlan:
     def tasks(self) -> int:
         if self.orientation == "dW":
             return self.groups * -(-self.cout // self.rows) * -(-self.ck // self.nv)
+        return self.n * self.groups * self.units() // self.chunk()
+
+    def units(self) -> int:
+        """Work units per (image, group): output rows x channel blocks ("W") or pixel blocks ("C")."""
         if self.orientation == "W":
-            return self.n * self.groups * -(-self.cout // self.rows) * self.oh
-        return self.n * self.groups * -(-(self.oh * self.ow) // self.rows)
+            return -(-self.cout // self.rows) * self.oh
+        return -(-(self.oh * self.ow) // self.rows)
+
+    def chunk(self) -> int:
+        """Units per task: enough tasks per image to share out, few enough that the task's index
+        arithmetic (integer divisions) is paid once for several tiles."""
+        per_image = self.oh if self.orientation == "W" else self.units()
+        chunk = max(1, per_image * self.n * self.groups // TASKS_WANTED)
+        while per_image % chunk:
+            chunk -= 1
+        return chunk
 
     def kernel_meta(self) -> list[int]:
         tasks = self.tasks()
@@ -161,7 +176,7 @@ class DirectPlan:
         blocks = -(-self.cout // self.rows) if self.orientation == "W" else -(-p // self.rows)
         return [tasks, grain, self.groups, blocks, self.oh, self.ow, self.cout, self.ck,
                 self.groups * self.cin * plane, self.cin * plane, self.sh * self.wp, p,
-                self.groups * self.cout * p, self.sw, self.cpad // self.width]
+                self.groups * self.cout * p, self.sw, self.cpad // self.width, self.chunk()]
 
     @functools.lru_cache(maxsize=64)
     def tables(self) -> tuple[np.ndarray, np.ndarray]:
@@ -342,18 +357,46 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
         typed = vector_pointer(b, pointer, value.type) if index.lanes > 1 else pointer
         b.store(value, typed, align=blk.element_bytes)
 
+    def w_row(b, oh, n, g, o_first, channel0, src_img, src_group, row_step, OW, P, dst_img, cout, CK,
+              a_off, b_off, rows_ptr, tile, dst, src, extras):
+        """Output row oh of channels channel0 + [0, rows): tiles of NV vectors along the row."""
+        b_row = gep(b, src, b.mul(n, src_img), b.mul(g, src_group), b.mul(oh, row_step))
+        col_row = b.mul(oh, OW)
+        out_row = gep(b, dst, b.mul(n, dst_img), b.mul(channel0, P), col_row)
+        with for_range(b, I64(0), OW, width, name="ow") as ow0:
+            b.call(micro, [rows_ptr, a_off, gep(b, b_row, ow0), b_off, CK, tile])
+            for r in range(rows):
+                with b.if_then(b.icmp_signed("<", b.add(o_first, I64(r)), cout)):
+                    out = gep(b, out_row, b.mul(I64(r), P))
+                    for v in range(nv):
+                        col = b.add(ow0, I64(v * L))
+                        left = b.sub(OW, col)
+                        at = (r * nv + v) * L
+                        with b.if_else(b.icmp_signed(">=", left, I64(L))) as (full, part):
+                            with full:
+                                value = b.load(vector_pointer(b, gep(b, tile, at), V), align=blk.element_bytes)
+                                store(b, value, gep(b, out, col),
+                                      EpilogueIndex(n, b.add(channel0, I64(r)), b.add(col_row, col), L), extras)
+                            with part:
+                                with for_range(b, I64(0), left, name="tail") as j:
+                                    store(b, b.load(gep(b, tile, b.add(I64(at), j))), gep(b, out, b.add(col, j)),
+                                          EpilogueIndex(n, b.add(channel0, I64(r)),
+                                                        b.add(col_row, b.add(col, j)), 1), extras)
+
     def body(b, pointers, meta, task, extras=()):
         dst, src, wmat, a_off, b_off = pointers
         a_off, b_off = (b.bitcast(p, I64.as_pointer()) for p in (a_off, b_off))
-        G, blocks, OH, OW, cout, CK, src_img, src_group, row_step, P, dst_img, SW, cblocks = meta[2:]
+        G, blocks, OH, OW, cout, CK, src_img, src_group, row_step, P, dst_img, SW, cblocks, chunk = meta[2:]
         a_rows = entry_alloca(b, ir.ArrayType(T.as_pointer(), rows), "a_rows")
         tile_array = entry_alloca(b, ir.ArrayType(T, rows * width), "tile")
         tile = b.gep(tile_array, [I32(0), I32(0)])
         row_slot = lambda r: b.gep(a_rows, [I32(0), I32(r)])  # noqa: E731
         rows_ptr = b.bitcast(a_rows, T.as_pointer().as_pointer())
         if orientation == "W":
-            oh = b.srem(task, OH)
-            rest = b.sdiv(task, OH)
+            # task = ((n*G + g)*blocks + channel block)*(OH/chunk) + row chunk
+            row_chunks = b.sdiv(OH, chunk)
+            oh_first = b.mul(b.srem(task, row_chunks), chunk)
+            rest = b.sdiv(task, row_chunks)
             ob = b.srem(rest, blocks)
             rest = b.sdiv(rest, blocks)
             g, n = b.srem(rest, G), b.sdiv(rest, G)
@@ -362,53 +405,58 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
             for r in range(rows):  # rows past cout repeat the last channel (computed, not stored)
                 o = imin(b, b.add(o_first, I64(r)), b.sub(cout, I64(1)))
                 b.store(gep(b, wmat, b.mul(b.add(b.mul(g, cout), o), CK)), row_slot(r))
-            b_row = gep(b, src, b.mul(n, src_img), b.mul(g, src_group), b.mul(oh, row_step))
-            col_row = b.mul(oh, OW)
-            out_row = gep(b, dst, b.mul(n, dst_img), b.mul(channel0, P), col_row)
-            with for_range(b, I64(0), OW, width, name="ow") as ow0:
-                b.call(micro, [rows_ptr, a_off, gep(b, b_row, ow0), b_off, CK, tile])
-                for r in range(rows):
-                    with b.if_then(b.icmp_signed("<", b.add(o_first, I64(r)), cout)):
-                        out = gep(b, out_row, b.mul(I64(r), P))
-                        for v in range(nv):
-                            col = b.add(ow0, I64(v * L))
-                            left = b.sub(OW, col)
-                            at = (r * nv + v) * L
-                            with b.if_else(b.icmp_signed(">=", left, I64(L))) as (full, part):
-                                with full:
-                                    value = b.load(vector_pointer(b, gep(b, tile, at), V), align=blk.element_bytes)
-                                    store(b, value, gep(b, out, col),
-                                          EpilogueIndex(n, b.add(channel0, I64(r)), b.add(col_row, col), L), extras)
-                                with part:
-                                    with for_range(b, I64(0), left, name="tail") as j:
-                                        store(b, b.load(gep(b, tile, b.add(I64(at), j))), gep(b, out, b.add(col, j)),
-                                              EpilogueIndex(n, b.add(channel0, I64(r)),
-                                                            b.add(col_row, b.add(col, j)), 1), extras)
+            with for_range(b, oh_first, b.add(oh_first, chunk), name="oh") as oh:
+                w_row(b, oh, n, g, o_first, channel0, src_img, src_group, row_step, OW, P, dst_img, cout, CK,
+                      a_off, b_off, rows_ptr, tile, dst, src, extras)
         else:
-            pb = b.srem(task, blocks)
-            rest = b.sdiv(task, blocks)
+            # task = (n*G + g)*(blocks/chunk) + pixel-block chunk; pixel positions advance
+            # incrementally (one division per task, not per pixel)
+            block_chunks = b.sdiv(blocks, chunk)
+            pb_first = b.mul(b.srem(task, block_chunks), chunk)
+            rest = b.sdiv(task, block_chunks)
             g, n = b.srem(rest, G), b.sdiv(rest, G)
-            p0 = b.mul(pb, I64(rows))
             base = gep(b, src, b.mul(n, src_img), b.mul(g, src_group))
-            for r in range(rows):  # pixels past P repeat the last one (computed, not stored)
-                p = imin(b, b.add(p0, I64(r)), b.sub(P, I64(1)))
-                oh, ow = b.sdiv(p, OW), b.srem(p, OW)
-                b.store(gep(b, base, b.mul(oh, row_step), b.mul(ow, SW)), row_slot(r))
-            valid = imin(b, I64(rows), b.sub(P, p0))
             cpad = b.mul(cblocks, I64(width))
             w_group = gep(b, wmat, b.mul(b.mul(g, CK), cpad))
-            out_image = gep(b, dst, b.mul(n, dst_img), p0)
-            with for_range(b, I64(0), cblocks, name="cb") as cb:
-                c0 = b.mul(cb, I64(width))
-                b.call(micro, [rows_ptr, a_off, gep(b, w_group, c0), b_off, CK, tile])
-                with for_range(b, I64(0), imin(b, I64(width), b.sub(cout, c0)), name="j") as j:
-                    channel = b.add(b.mul(g, cout), b.add(c0, j))
-                    out = gep(b, out_image, b.mul(channel, P))
-                    with for_range(b, I64(0), valid, name="r") as r:
-                        value = b.load(gep(b, tile, b.add(b.mul(r, I64(width)), j)))
-                        store(b, value, gep(b, out, r), EpilogueIndex(n, channel, b.add(p0, r), 1), extras)
+            position = entry_alloca(b, ir.LiteralStructType([I64, I64]), "position")  # (oh, ow) of the next pixel
+            p_start = b.mul(pb_first, I64(rows))
+            b.store(b.sdiv(p_start, OW), b.gep(position, [I32(0), I32(0)]))
+            b.store(b.srem(p_start, OW), b.gep(position, [I32(0), I32(1)]))
+            with for_range(b, pb_first, b.add(pb_first, chunk), name="pb") as pb:
+                p0 = b.mul(pb, I64(rows))
+                previous = None
+                for r in range(rows):  # pixels past P repeat the previous one (computed, not stored)
+                    oh = b.load(b.gep(position, [I32(0), I32(0)]))
+                    ow = b.load(b.gep(position, [I32(0), I32(1)]))
+                    pointer = gep(b, base, b.mul(oh, row_step), b.mul(ow, SW))
+                    if previous is not None:
+                        pointer = b.select(b.icmp_signed("<", b.add(p0, I64(r)), P), pointer, previous)
+                    b.store(pointer, row_slot(r))
+                    previous = pointer
+                    wrap = b.icmp_signed("==", b.add(ow, I64(1)), OW)
+                    b.store(b.select(wrap, b.add(oh, I64(1)), oh), b.gep(position, [I32(0), I32(0)]))
+                    b.store(b.select(wrap, I64(0), b.add(ow, I64(1))), b.gep(position, [I32(0), I32(1)]))
+                valid = imin(b, I64(rows), b.sub(P, p0))
+                out_image = gep(b, dst, b.mul(n, dst_img), p0)
+                with for_range(b, I64(0), cblocks, name="cb") as cb:
+                    c0 = b.mul(cb, I64(width))
+                    b.call(micro, [rows_ptr, a_off, gep(b, w_group, c0), b_off, CK, tile])
+                    with for_range(b, I64(0), imin(b, I64(width), b.sub(cout, c0)), name="j") as j:
+                        channel = b.add(b.mul(g, cout), b.add(c0, j))
+                        out = gep(b, out_image, b.mul(channel, P))
+                        with b.if_else(b.icmp_signed("==", valid, I64(rows))) as (whole, part):
+                            with whole:  # unrolled: the common case
+                                for r in range(rows):
+                                    value = b.load(gep(b, tile, b.add(I64(r * width), j)))
+                                    store(b, value, gep(b, out, r), EpilogueIndex(n, channel, b.add(p0, I64(r)), 1),
+                                          extras)
+                            with part:
+                                with for_range(b, I64(0), valid, name="r") as r:
+                                    value = b.load(gep(b, tile, b.add(b.mul(r, I64(width)), j)))
+                                    store(b, value, gep(b, out, r), EpilogueIndex(n, channel, b.add(p0, r), 1),
+                                          extras)
 
-    return define_plane_kernel(module, name, dtype, 5, 15, body, extra_types)
+    return define_plane_kernel(module, name, dtype, 5, 16, body, extra_types)
 
 
 def _masked_load(b: ir.IRBuilder, pointer: ir.Value, mask: ir.Value, vector: ir.VectorType) -> ir.Value:
