@@ -141,9 +141,14 @@ class Model:
                 raise ValueError("Model.train: the loader yielded no batches")
             history["loss"].append(float(np.mean(losses)))
             history["images_per_second"].append(speed.rate)
+            line = f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}"
             if valid_loader is not None:
                 for name, value in self.eval(valid_loader).items():
                     history.setdefault(f"val_{name}", []).append(value)
+                    if isinstance(value, float):
+                        line += f"  val_{name} {value:.4f}"
+            if self.progress:
+                tqdm.write(f"{line}  {speed.rate:.0f} images/s")
         self.net.train()
         return history
 

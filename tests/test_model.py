@@ -76,3 +76,13 @@ def test_errors():
         model.train(-1, [])
     with pytest.raises(TypeError, match="loss_fn"):
         jg.Model(M.Linear(2, 2), None, optim.SGD(M.Linear(2, 2).parameters(), lr=0.1))
+
+
+def test_progress_prints_one_line_per_epoch(capsys):
+    model = _model(traced=False)
+    model.progress = True
+    train_loader, test_loader = _loaders()
+    model.train(2, train_loader, valid_loader=test_loader)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("val_accuracy" in line and "images/s" in line for line in lines)
