@@ -23,17 +23,18 @@ variant, which keeps compile time bounded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 from llvmlite import ir
 
-from ir.graph import Graph
+from ir.graph import Graph, Node
 from ir.types import DType, contiguous_strides
 
 from . import emit
 from .emit import I1, I64
-from .gemm_kernel import EpilogueIndex, splat
+from .gemm_kernel import EpilogueIndex, blocking_for, splat
 
 View = tuple[int, ...]  # (offset, *strides) over the output shape, as in the IR's `views`
 
@@ -186,6 +187,19 @@ def _from_memory(b: ir.IRBuilder, value: ir.Value, dtype: DType, lanes: int) -> 
     return b.trunc(value, I1 if lanes == 1 else ir.VectorType(I1, lanes))
 
 
+def stores_once(node: Node) -> bool:
+    """Whether the kernel of fused contraction `node` writes each element of its stored output
+    once, after the element's whole reduction. The GEMM splits K into blocks of KC and keeps the
+    partial sums in the C tile between blocks; with K <= KC there is one block (the direct
+    convolution never splits K, and its K is C/groups*KH*KW as in the im2col GEMM)."""
+    a, w = (v.type for v in node.operands[:2])
+    if node.op == "fused_conv2d":
+        k = math.prod(w.shape[1:])
+    else:
+        k = a.shape[-2] if node.attr("transpose_a", False) else a.shape[-1]
+    return k <= blocking_for(a.dtype.name).kc
+
+
 def element_pointer(b: ir.IRBuilder, raw: ir.Value, dtype: DType, offset: int = 0) -> ir.Value:
     """`raw` (an i8* buffer) as a pointer to its element `offset` of `dtype`."""
     typed = b.bitcast(raw, emit.memory_type(dtype).as_pointer())
@@ -202,5 +216,5 @@ def tile_layout_of_conv(shape: tuple[int, ...]) -> TileLayout:
     return TileLayout(shape, ((0,), (1,), (2, 3)))
 
 
-__all__ = ["RegionEpilogue", "TileLayout", "element_pointer", "store_output", "tile_layout_of_matmul",
+__all__ = ["RegionEpilogue", "TileLayout", "element_pointer", "store_output", "stores_once", "tile_layout_of_matmul",
            "tile_layout_of_conv"]

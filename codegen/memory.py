@@ -120,12 +120,13 @@ def _fused_rule(node: Node, result: int, operand: int) -> bool:
 def _epilogue_rule(node: Node, result: int, operand: int) -> bool:
     """fused_matmul / fused_conv2d (codegen.epilogue): the GEMM keeps partial sums of the stored
     output (`store_output`) in its C tile across K blocks, so that output may overwrite nothing it
-    reads. Every other output is written once, by the epilogue on the last K block, after it has
-    loaded the epilogue operands (2 onwards) at that output element: that is a same-element read."""
-    from .epilogue import store_output
+    reads unless there is one K block (`stores_once`). Every output is otherwise written once, by
+    the epilogue on the last K block, after it has loaded the epilogue operands (2 onwards) at that
+    output element: that is a same-element read."""
+    from .epilogue import store_output, stores_once
 
     region = node.region
-    if operand < 2 or result == store_output(region, region.inputs[0].dtype):
+    if operand < 2 or (result == store_output(region, region.inputs[0].dtype) and not stores_once(node)):
         return False
     return _same_index(node, result, operand, view_of(node.attr("views"), operand - 2))
 

@@ -19,6 +19,7 @@ import jitgine.functional as F
 import jitgine.module as M
 import jitgine.optimizer as optim
 from codegen.compiler import compile_graph
+from codegen.gemm_kernel import blocking_for
 from ir.graph import Graph, GraphBuilder, Value
 from ir.interpret import run
 from ir.ops_conv import conv_out_hw
@@ -321,3 +322,24 @@ def test_pass_fires_on_a_traced_training_step(kind):
     assert loss == pytest.approx(float(eager_loss.item()), rel=1e-5)
     for got, want in zip(model.parameters(), eager.parameters()):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_weight_update_fused_into_the_gradient_matmul_is_in_place_only_with_one_k_block(blocks):
+    """w -= lr * x.T @ dy as one fused_matmul: the new w may go straight into w's buffer only when
+    the GEMM never parks partial sums in its output (codegen.epilogue.stores_once)."""
+    kc = blocking_for("float32").kc
+    k = kc // 4 if blocks == 1 else kc + 44
+    b = GraphBuilder("sgd")
+    x, dy = b.input(TensorType((k, 24), DType.float32)), b.input(TensorType((k, 20), DType.float32))
+    w = b.input(TensorType((24, 20), DType.float32))
+    lr = b.apply("constant", value=0.5, shape=(24, 20), dtype="f32")
+    b.add("assign", [w, b.apply("sub", w, b.apply("mul", lr, b.apply("matmul", x, dy, transpose_a=True)))])
+    graph = PassManager(AFTER).run(b.output())
+    assert [n.op for n in graph.nodes] == ["fused_matmul", "assign"]
+    compiled = compile_graph(graph)
+    assert len(compiled.plan.in_place) == (1 if blocks == 1 else 0)
+    inputs = random_inputs(b.graph, 5)
+    expected = inputs[2] - 0.5 * (inputs[0].astype(np.float64).T @ inputs[1])
+    compiled(*inputs)
+    np.testing.assert_allclose(inputs[2], expected, rtol=1e-4, atol=1e-4)
