@@ -176,15 +176,22 @@ class DirectPlan:
         blocks = -(-self.cout // self.rows) if self.orientation == "W" else -(-p // self.rows)
         return [tasks, grain, self.groups, blocks, self.oh, self.ow, self.cout, self.ck,
                 self.groups * self.cin * plane, self.cin * plane, self.sh * self.wp, p,
-                self.groups * self.cout * p, self.sw, self.cpad // self.width, self.chunk()]
+                self.groups * self.cout * p, self.sw, self.cpad // self.width, self.chunk(), self.ph, self.h,
+                self.kh, self.dh, self.cin * self.kw, self.sh]
 
     @functools.lru_cache(maxsize=64)
     def tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """(a_off, b_off): per tap k, the offset added to the A rows and to the B pointer."""
-        c, kh, kw = np.meshgrid(np.arange(self.cin), np.arange(self.kh), np.arange(self.kw), indexing="ij")
+        """(a_off, b_off): per tap k, the offset added to the A rows and to the B pointer.
+
+        Convolutions take the taps in (kh, c, kw) order, so the taps of one kernel row are a
+        contiguous range of k ("W" skips the rows that fall into the zero padding); "dW"
+        takes them in weight order (c, kh, kw), the order it stores dw in."""
+        kh, c, kw = np.meshgrid(np.arange(self.kh), np.arange(self.cin), np.arange(self.kw), indexing="ij")
+        if self.orientation == "dW":
+            c, kh, kw = (a.transpose(1, 0, 2) for a in (c, kh, kw))
         taps = (c * self.hp * self.wp + kh * self.dh * self.wp + kw * self.dw).reshape(-1).astype(np.int64)
-        k = np.arange(self.ck, dtype=np.int64)
-        return (k, taps) if self.orientation in ("W", "dW") else (taps, k * self.cpad)
+        weight = ((c * self.kh + kh) * self.kw + kw).reshape(-1).astype(np.int64)
+        return (weight, taps) if self.orientation in ("W", "dW") else (taps, weight * self.cpad)
 
     def key(self) -> tuple:
         return ("conv_direct", self.orientation, self.nv, self.rows)
@@ -386,7 +393,7 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
     def body(b, pointers, meta, task, extras=()):
         dst, src, wmat, a_off, b_off = pointers
         a_off, b_off = (b.bitcast(p, I64.as_pointer()) for p in (a_off, b_off))
-        G, blocks, OH, OW, cout, CK, src_img, src_group, row_step, P, dst_img, SW, cblocks, chunk = meta[2:]
+        G, blocks, OH, OW, cout, CK, src_img, src_group, row_step, P, dst_img, SW, cblocks, chunk = meta[2:16]
         a_rows = entry_alloca(b, ir.ArrayType(T.as_pointer(), rows), "a_rows")
         tile_array = entry_alloca(b, ir.ArrayType(T, rows * width), "tile")
         tile = b.gep(tile_array, [I32(0), I32(0)])
@@ -405,9 +412,18 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
             for r in range(rows):  # rows past cout repeat the last channel (computed, not stored)
                 o = imin(b, b.add(o_first, I64(r)), b.sub(cout, I64(1)))
                 b.store(gep(b, wmat, b.mul(b.add(b.mul(g, cout), o), CK)), row_slot(r))
+            PH, H, KH, DH, per_kh, SH = meta[16:]
             with for_range(b, oh_first, b.add(oh_first, chunk), name="oh") as oh:
-                w_row(b, oh, n, g, o_first, channel0, src_img, src_group, row_step, OW, P, dst_img, cout, CK,
-                      a_off, b_off, rows_ptr, tile, dst, src, extras)
+                # kernel rows reading only zero padding contribute nothing: skip their taps
+                top = b.mul(oh, SH)  # the output row's first input row, in padded coordinates
+                first = b.sub(PH, top)
+                kh_lo = b.select(b.icmp_signed(">", first, I64(0)), b.sdiv(b.add(first, b.sub(DH, I64(1))), DH), I64(0))
+                last = b.sub(b.add(PH, b.sub(H, I64(1))), top)
+                kh_hi = b.select(b.icmp_signed("<", last, I64(0)), I64(0), imin(b, KH, b.add(b.sdiv(last, DH), I64(1))))
+                kh_hi = b.select(b.icmp_signed("<", kh_hi, kh_lo), kh_lo, kh_hi)
+                k_lo, k_hi = b.mul(kh_lo, per_kh), b.mul(kh_hi, per_kh)
+                w_row(b, oh, n, g, o_first, channel0, src_img, src_group, row_step, OW, P, dst_img, cout,
+                      b.sub(k_hi, k_lo), b.gep(a_off, [k_lo]), b.gep(b_off, [k_lo]), rows_ptr, tile, dst, src, extras)
         else:
             # task = (n*G + g)*(blocks/chunk) + pixel-block chunk; pixel positions advance
             # incrementally (one division per task, not per pixel)
@@ -456,7 +472,7 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
                                     store(b, value, gep(b, out, r), EpilogueIndex(n, channel, b.add(p0, r), 1),
                                           extras)
 
-    return define_plane_kernel(module, name, dtype, 5, 16, body, extra_types)
+    return define_plane_kernel(module, name, dtype, 5, 22, body, extra_types)
 
 
 def _masked_load(b: ir.IRBuilder, pointer: ir.Value, mask: ir.Value, vector: ir.VectorType) -> ir.Value:
@@ -480,6 +496,7 @@ def define_grad_weight(module: ir.Module, name: str, dtype: DType, rows: int, ta
     T, V, L = blk.element, blk.vector, blk.lanes
     zero = ir.Constant(V, [0.0] * L)
     lane_index = ir.Constant(ir.VectorType(I64, L), list(range(L)))
+    bits = ir.VectorType(ir.IntType(blk.element_bytes * 8), L)  # lane masks as AND masks: stay in a register
 
     def body(b, pointers, meta, task):
         dw, src, dy, off = pointers
@@ -514,7 +531,7 @@ def define_grad_weight(module: ir.Module, name: str, dtype: DType, rows: int, ta
             for t in range(taps):
                 xv = b.load(vector_pointer(b, gep(b, x_taps[t], x_at), V), align=blk.element_bytes)
                 if mask is not None:  # dropped lanes hold other pixels (finite or not): zero them, not the product
-                    xv = b.select(mask, xv, zero)
+                    xv = b.bitcast(b.and_(b.bitcast(xv, bits), b.sext(mask, bits)), V)
                 for r in range(rows):
                     b.store(fma(b, dys[r], xv, b.load(acc[r][t])), acc[r][t])
 
