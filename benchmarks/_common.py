@@ -71,22 +71,24 @@ def median_seconds(fn: Callable[[], object], samples: int = 9, min_sample: float
 
 
 def interleaved(fns: Sequence[Callable[[], object]], samples: int = 9, min_sample: float = 0.02,
-                settle: float = 0.0) -> list[float]:
+                settle: float = 0.0, timer: Callable[[], float] = time.perf_counter) -> list[float]:
     """Median seconds per call of each function, sampling them in alternation.
 
     `settle` seconds of sleep before each sample: with several threads, one
     runtime's workers keep spinning for a while after a call (OpenBLAS about
     0.1 s, libgomp less) and would steal cores from the next contender.
+    `timer=time.thread_time` counts the calling thread's CPU time: single-threaded
+    contenders on a loaded machine are then timed without the time they wait for a core.
     """
     batches = []
     for fn in fns:
         fn()  # warm up (compilation, page faults, caches)
         count = 1
         while True:
-            start = time.perf_counter()
+            start = timer()
             for _ in range(count):
                 fn()
-            elapsed = time.perf_counter() - start
+            elapsed = timer() - start
             if elapsed >= min_sample or count >= 1 << 20:
                 break
             count *= 2 if elapsed <= 0 else max(2, min(100, int(min_sample / elapsed * 1.2) + 1))
@@ -96,10 +98,10 @@ def interleaved(fns: Sequence[Callable[[], object]], samples: int = 9, min_sampl
         for i, fn in enumerate(fns):
             if settle:
                 time.sleep(settle)
-            start = time.perf_counter()
+            start = timer()
             for _ in range(batches[i]):
                 fn()
-            times[i].append((time.perf_counter() - start) / batches[i])
+            times[i].append((timer() - start) / batches[i])
     return [statistics.median(t) for t in times]
 
 
