@@ -9,7 +9,8 @@ conv2 6->16 k5 on 14x14, max pool 2) and a ResNet-style layer (N=32, 64->64,
 k3, pad 1, 56x56). GFLOP/s counts 2*N*O*OH*OW*C/groups*KH*KW multiply-adds for
 each of the three convolution ops (pooling prints times only); the ratio is
 torch time / jitgine time (> 1: jitgine faster). Each row interleaves the two
-contenders (median of `--samples` samples) so background load hits both alike.
+contenders (median of `--samples` samples) so background load hits both alike;
+at one thread the clock is the thread's CPU time (load-proof), else wall time.
 PyTorch's gradients are `aten.convolution_backward` with one output requested and
 `aten.max_pool2d_with_indices_backward` (it reuses the forward's argmax indices;
 jitgine recomputes the argmax from x).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import _common  # noqa: F401  (before NumPy: unsets OPENBLAS_CORETYPE)
 from _common import describe_peak, interleaved, load_average, peak_flops, run_per_thread_count, set_threads
@@ -97,8 +99,12 @@ def run(threads: int, shapes: list[str], samples: int) -> None:
     torch = torch_module(threads)
     peak = peak_flops(threads)
     settle = 0.05 if threads > 1 else 0.0
+    # One thread: both contenders run on this thread, so its CPU time is their time even when other
+    # processes share the cores. Several threads: wall time (meaningful only on an idle machine).
+    timer = time.thread_time if threads == 1 else time.perf_counter
     rng = np.random.default_rng(0)
-    print(f"\n== {threads} thread(s); load average {load_average()}; {describe_peak(threads)}")
+    print(f"\n== {threads} thread(s); load average {load_average()}; "
+          f"{'thread CPU time' if threads == 1 else 'wall time'}; {describe_peak(threads)}")
     print(f"{'layer':<40} {'op':<12} {'jitgine us':>10} {'GF/s':>6} {'%peak':>6} {'torch us':>9} {'GF/s':>6} "
           f"{'ratio':>6}")
     for name in shapes:
@@ -111,7 +117,7 @@ def run(threads: int, shapes: list[str], samples: int) -> None:
                 rows += [(f"{label} pool N={n} C={o} {oh}x{ow} k2 s2", None, case)
                          for case in pool_cases(torch, n, o, oh, ow, rng)]
             for text, work, (op, ours, theirs) in rows:
-                seconds = interleaved([ours] + ([theirs] if theirs else []), samples, settle=settle)
+                seconds = interleaved([ours] + ([theirs] if theirs else []), samples, settle=settle, timer=timer)
                 line = f"{text:<40} {op:<12} {seconds[0] * 1e6:>10.1f}"
                 line += f" {work / seconds[0] / 1e9:>6.1f} {work / seconds[0] / peak:>6.1%}" if work else " " * 14
                 if theirs:
