@@ -282,3 +282,15 @@ def test_traced_training_step_with_dropout_matches_eager():
     np.testing.assert_allclose(traced_losses, eager_losses, rtol=1e-5)
     for a, b in zip(nets[0][0].parameters(), nets[1][0].parameters()):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_traced_normal_and_uniform_equal_eager_draws():
+    """Box-Muller's log/cos/sqrt fuse into one kernel under trace and still give the eager bits."""
+    draw = trace(lambda x: (jg.random.normal(size=(3, 50)) + x, jg.random.uniform(-1.0, 1.0, size=7)))
+    zero = np.zeros(1, np.float32)
+    jg.random.seed(3)
+    eager = [(jg.random.normal(size=(3, 50)).numpy(), jg.random.uniform(-1.0, 1.0, size=7).numpy()) for _ in range(2)]
+    jg.random.seed(3)
+    for (normal, uniform), (traced_normal, traced_uniform) in zip(eager, [draw(zero) for _ in range(2)]):
+        np.testing.assert_array_equal(traced_normal.numpy(), normal)
+        np.testing.assert_array_equal(traced_uniform.numpy(), uniform)
