@@ -23,6 +23,7 @@ from .compiler import Buffer, Lowering, lowering
 from .conv import KERNEL_TYPE, define_plane_kernel
 from .emit import F32, F64, I32, I64, memory_type
 from .loops import for_range
+from .memory import IN_PLACE_SAFE
 
 # Below this many values the kernel runs on the calling thread (waking threads costs microseconds).
 PARALLEL_MIN_VALUES = 1 << 14
@@ -118,6 +119,11 @@ def random_meta(size: int, dtype: DType) -> list[int]:
     """meta [chunks, grain, size] for a draw of `size` values."""
     count = chunks(size, dtype)
     return [count, count if size < PARALLEL_MIN_VALUES else 1, size]
+
+
+# The next state (result 1) is stored after every chunk has read the state (operand 0), so the plan
+# may put it in the state's own buffer: a traced step's generator update then needs no copy.
+IN_PLACE_SAFE["random_uniform"] = lambda node, result, operand: result == 1
 
 
 @lowering("random_uniform")

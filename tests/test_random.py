@@ -248,6 +248,8 @@ def test_traced_dropout_draws_a_fresh_mask_per_call_and_matches_eager():
     jg.random.seed(8)
     traced = [step(ones).numpy() for _ in range(3)]
     assert len(step.executables) == 1
+    plan = step.last.compiled.plan
+    assert len(plan.in_place) == 1 and plan.end_copies == [], "the generator state is updated in place"
     for e, t in zip(eager, traced):
         np.testing.assert_array_equal(t, e)
     assert not np.array_equal(traced[0], traced[1]) and not np.array_equal(traced[1], traced[2])
