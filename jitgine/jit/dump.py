@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from codegen.compiler import CompiledGraph
 from ir.graph import Graph
 from ir.interpret import NP_DTYPES
 from ir.parser import ParseError, parse_graph
@@ -181,8 +182,34 @@ def select(bundle: Bundle, signatures: list[Signature]) -> Bundle:
     return Bundle(bundle.name, [bundle.state_names[i] for i in used], [bundle.state[i] for i in used], kept)
 
 
+_COMPILED: dict[str, tuple[dict[str, Graph], CompiledGraph]] = {}
+
+
+def compile_traced(graph: Graph) -> tuple[dict[str, Graph], CompiledGraph]:
+    """Run `trace`'s pass pipeline on a traced graph and compile it: (stages, compiled).
+
+    Kept per process by the graph's text (lowering a training step takes seconds even when the
+    machine code comes from the disk cache), so loading one dump twice compiles once. A
+    CompiledGraph may be shared: every run binds its own arrays.
+    """
+    from ir.passes import PassManager
+
+    from codegen.compiler import compile_graph
+
+    from .trace import PIPELINE
+
+    key = str(graph)
+    if key not in _COMPILED:
+        passes = PassManager(list(PIPELINE))
+        compiled = compile_graph(passes.run(graph))
+        while len(_COMPILED) >= 8:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = (passes.stages, compiled)
+    return _COMPILED[key]
+
+
 def program_of(traced, executable) -> Program:
-    """The `Program` view of one compiled signature of a `trace` object (kept, with its profiling build)."""
+    """The `Program` view of one compiled signature of a `trace` object (kept per executable)."""
     programs = traced.__dict__.setdefault("_programs", {})
     entry = programs.get(id(executable))
     if entry is None or entry[0] is not executable:
@@ -351,19 +378,12 @@ class LoadedFunction(Inspectable):
 
     def program(self, index: int | None = None) -> Program:
         """The compiled program of signature `index` (default: the last one called, or the last dumped)."""
-        from ir.passes import PassManager
-
-        from codegen.compiler import compile_graph
-
-        from .trace import PIPELINE
-
         index = self._last if index is None else index
         if index not in self._programs:
             s = self.bundle.signatures[index]
-            passes = PassManager(list(PIPELINE))
-            compiled = compile_graph(passes.run(s.graph))
+            stages, compiled = compile_traced(s.graph)
             self._programs[index] = Program(
-                self.__name__, passes.stages, compiled, s.n_arrays, [self.bundle.state[i] for i in s.state],
+                self.__name__, stages, compiled, s.n_arrays, [self.bundle.state[i] for i in s.state],
                 [self.bundle.state_names[i] for i in s.state], s.describe())
         return self._programs[index]
 

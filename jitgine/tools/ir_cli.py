@@ -81,15 +81,10 @@ def _from_ir(path: str) -> Source:
         raise UsageError(f"{path}: not IR text ir.parser can read: {e}") from None
 
     def build() -> Program:
-        from ir.passes import PassManager
+        from ..jit.dump import compile_traced
 
-        from codegen.compiler import compile_graph
-
-        from ..jit.trace import PIPELINE
-
-        manager = PassManager(list(PIPELINE))
-        compiled = compile_graph(manager.run(graph))
-        return Program(graph.name, manager.stages, compiled, len(graph.inputs), [], [],
+        stages, compiled = compile_traced(graph)
+        return Program(graph.name, stages, compiled, len(graph.inputs), [], [],
                        "(" + ", ".join(str(v.type) for v in graph.inputs) + ")")
 
     return Source(graph.name, graph, build, f"IR file {path}: {len(graph.inputs)} inputs, {len(graph.nodes)} nodes")
@@ -256,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def timing(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--repeat", type=int, default=20, help="timed runs (median is reported)")
+        sub.add_argument("--repeat", type=int, default=20, help="timed runs (the faster half is averaged)")
         sub.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
 
     show = command("show", _show, "print the graph as IR text")
