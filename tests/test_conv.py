@@ -276,3 +276,34 @@ def test_fixed_window_pooling_ties_go_to_the_first_maximum(kernel, stride):
     got = apply1("avg_pool2d_grad", jg.tensor(dy), input_hw=x.shape[2:], **attrs).numpy()
     expected = reference("avg_pool2d_grad", [dy], input_hw=x.shape[2:], **attrs)
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_compiled_direct_paths_match_the_interpreter_at_1_and_2_threads():
+    from codegen.compiler import compile_graph
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 11, 13)).astype(np.float32)
+    w = rng.standard_normal((10, 2, 3, 5)).astype(np.float32)
+    conv = dict(padding=(2, 1), dilation=(1, 2), groups=2)  # stride 1: direct forward, grad_input, grad_weight
+    pool = dict(kernel=(2, 2), stride=(2, 2))  # unpadded, tiled: the fixed-window kernels
+    b = GraphBuilder("direct")
+    xv, wv = b.input(TensorType(x.shape, DType.float32)), b.input(TensorType(w.shape, DType.float32))
+    y = b.add("conv2d", [xv, wv], **conv).result
+    dx = b.add("conv2d_grad_input", [y, wv], input_hw=(11, 13), **conv).result
+    dw = b.add("conv2d_grad_weight", [xv, y], kernel_hw=(3, 5), **conv).result
+    m = b.add("max_pool2d", [y], **pool).result
+    gm = b.add("max_pool2d_grad", [y, m], **pool).result
+    graph = b.output(y, dx, dw, m, gm)
+    compiled = compile_graph(graph)
+    previous = jg.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            jg.set_num_threads(threads)
+            results.append([np.array(r) for r in compiled(x, w)])
+    finally:
+        jg.set_num_threads(previous)
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)
+    for got, expected in zip(results[0], run(graph, [x, w])):
+        np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, np.abs(expected).max()), rtol=0)
