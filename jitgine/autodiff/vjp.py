@@ -32,7 +32,8 @@ VJP: dict[str, Rule] = {}
 # primitives of windows (differentiating them would be higher-order autodiff).
 NON_DIFFERENTIABLE = frozenset({
     "constant", "iota", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
-    "logical_not", "argmax", "argmin", "assign", "fused", "fused_reduce", "random_uniform",
+    "logical_not", "argmax", "argmin", "assign", "fused", "fused_reduce", "fused_matmul", "fused_conv2d",
+    "random_uniform",
     "conv2d_grad_input", "conv2d_grad_weight", "max_pool2d_grad", "avg_pool2d_grad",
 })
 
