@@ -1,21 +1,19 @@
-"""Convolution kernels: im2col / col2im (LLVM), combined with the compiled GEMM.
+"""Convolution kernels: im2col / col2im (LLVM) and the plane-parallel kernel driver.
 
-conv2d is lowered the classic way: im2col unrolls each image's receptive
-fields into a (C*KH*KW, OH*OW) matrix, and one batched GEMM per group
-multiplies the weight (O/g, C/g*KH*KW) by it. grad_input is the transposed
-GEMM (w^T @ dy) followed by col2im, which accumulates the columns back into
-the image; grad_weight is dy (O, N*OH*OW) @ im2col(x)^T with the batch folded
-into the GEMM's K dimension (K is never split across threads, so the batch sum
-is thread-count independent).
+conv2d and stride-1 grad_input / grad_weight run on the direct kernels of
+codegen.conv_direct (no im2col matrix; measured faster on every benchmarked
+shape). What remains here serves the other shapes: grad_input with stride > 1
+is the transposed GEMM (w^T @ dy) followed by col2im, which accumulates the
+columns back into the image; grad_weight with stride > 1 along W is
+dy (O, N*OH*OW) @ im2col(x)^T with the batch folded into the GEMM's K
+dimension (K is never split across threads, so the batch sum is
+thread-count independent).
 
 im2col / col2im are one kernel each, `kernel(i8** pointers, i64* meta)`,
 parallel over (image, channel) planes with codegen.parallel: each thread owns
-whole planes, so results are identical for any thread count. Direct loops for
-tiny channel counts were not tried yet: im2col + GEMM is the only path.
-Measured (benchmarks/conv.py, float32, Zen 1, 1 / 2 threads, GFLOP/s vs torch):
-LeNet 1->6 k5 32x32 N=64: 4.2 / 8.8 (torch 10.3 / 19.3); 6->16 k5 14x14: 8.6 /
-18.6 (torch 25.1 / 37.0); N=32 64->64 k3 56x56: 19.8 / 11.5 (torch 30.0 / 27.0).
-The small-K LeNet shapes (K = C*25) are where a direct kernel should win.
+whole planes, so results are identical for any thread count.
+`define_plane_kernel` is that driver, shared with pooling and the direct
+kernels (which pass an epilogue's extra arguments through it).
 """
 
 from __future__ import annotations

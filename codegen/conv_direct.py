@@ -3,28 +3,39 @@
 im2col + GEMM (codegen.conv) writes and re-reads C*KH*KW values per output
 pixel; with LeNet's few channels (K = C*25) that copy costs as much as the
 multiply-adds. Here the micro-kernel reads the padded input in place: tap k =
-(c, kh, kw) of a pixel sits at a fixed offset `c*Hp*Wp + kh*DH*Wp + kw*DW`
+(kh, c, kw) of a pixel sits at a fixed offset `c*Hp*Wp + kh*DH*Wp + kw*DW`
 from the pixel's first tap, so one table of CK offsets replaces the im2col
 matrix. The micro-kernel is the GEMM's (codegen.gemm_kernel) with table
 lookups: acc[r][v] += broadcast(A_r[a_off[k]]) * B[b_off[k] + v*L : +L], an
 FMA chain in k order per output element, then the tile goes through the
 epilogue hook (same `Epilogue` / `EpilogueIndex` as the GEMM: batch = image,
-row = output channel, col = OH*OW position) to the NCHW output.
+row = output channel, col = OH*OW position) to the NCHW output, so
+fused_conv2d applies its region on the tile like the GEMM did.
 
 Two orientations, picked by `plan` from the lanes they would waste:
   "W" vectors along the output row (needs stride 1 along W): A = weight rows
       (R output channels broadcast), B = input rows. Tasks = (image, group,
-      channel block, output row); a row of OW takes ceil(OW / (NV*L)) tiles.
+      channel block, chunk of output rows); a row takes ceil(OW / (NV*L))
+      tiles, and kernel rows that fall into the zero padding are skipped.
   "C" vectors along the output channels (any stride): A = R output pixels
       (input values broadcast), B = the weights transposed to (CK, C_out
-      padded to NV*L). Tasks = (image, group, block of R pixels).
+      padded to NV*L). Tasks = (image, group, chunk of R-pixel blocks).
 Register blocks fit AVX2's 16 ymm like the GEMM: NV = 2 vectors x R = 6 rows,
 or NV = 1 x R = 12 (accumulators + NV B vectors + 1 broadcast <= 15).
+Measured (1 thread, thread CPU time, GFLOP/s; torch 2.13 in the same run):
+  LeNet conv1 1->6 k5 32x32 N=64:  "W" 18.8, "C" 8.3   (plan: "W", 87% lanes)
+  LeNet conv2 6->16 k5 14x14 N=64: "W" 15.5, "C" 24.4  (plan: "C", 100% lanes)
+  ResNet 64->64 k3 56x56 N=32:     "W" 27.1, "C" 29.9  (plan: "C", 100% lanes)
+  im2col + GEMM on the same shapes: 4.2, 8.6, 19.8 (the previous path).
 
 grad_input with stride 1 is the forward convolution of dy, padded by
 DH*(KH-1) - PH, with the weights transposed per group and flipped (`flip`).
 The weight matrix is prepared by one affine scatter kernel (transpose, flip,
-zero padding), the padded input by codegen.conv's im2col with a 1x1 window.
+zero padding), the padded input by `define_pad`.
+
+grad_weight with stride 1 along W ("dW" plans, `define_grad_weight`): tiles of
+dw (output channels x taps) accumulate vectors along the output rows over the
+whole batch, then sum their lanes; no im2col, the reduction never split.
 
 Every output element is computed by exactly one task with a fixed tap order,
 so results are identical for any thread count.

@@ -107,11 +107,9 @@ class _Emitter:
         if plan.weight_elements():
             self.free(wmat)
 
-    def gemm(self, trans_a: bool, trans_b: bool, epilogue: RegionEpilogue | None = None) -> ir.Function:
+    def gemm(self, trans_a: bool, trans_b: bool) -> ir.Function:
         key = f"{self.name}.gemm{int(trans_a)}{int(trans_b)}"
-        return self.ctx.module.globals.get(key) or define_gemm(
-            self.ctx.module, key, self.dtype.name, trans_a, trans_b,
-            epilogue.arg_types if epilogue else (), epilogue)
+        return self.ctx.module.globals.get(key) or define_gemm(self.ctx.module, key, self.dtype.name, trans_a, trans_b)
 
 
 def _grain(tasks: int, work: int) -> int:

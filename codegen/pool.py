@@ -6,7 +6,17 @@ plane driver): a thread owns whole planes, so results do not depend on the
 thread count. Max pooling skips padding (it acts as -inf) and its gradient
 goes to the first maximum of each window in row-major order; average pooling
 divides by KH*KW (padding counts as zeros, PyTorch's count_include_pad=True).
-The window loops are scalar, with bounds checks per tap.
+
+Padded windows run the generic kernel: scalar loops with a bounds check per
+tap. Unpadded ones (LeNet's 2x2 / 2) bake the window in (`window`): taps
+unrolled without checks, the output-column loop left to LLVM's vectorizer,
+and for max_pool2d_grad with kernel == stride explicit vectors of windows
+(each window row's input de-interleaved into one vector per tap, dy stored to
+the first maximum, zeros elsewhere: no accumulation and no zeroing pass when
+the windows cover the plane). Measured at 1 thread (thread CPU time, LeNet
+batch 64, 6x28x28 and 16x10x10): max pool forward 0.28 / 0.19 ms (torch 3.1 /
+1.1 ms), backward 0.37 / 0.24 ms (torch, which reuses the forward's argmax
+indices, 0.20 / 0.08 ms); the generic kernels took 0.9 / 2.1 ms.
 """
 
 from __future__ import annotations
