@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -87,6 +88,21 @@ def test_llvm_ir_and_assembly_of_one_kernel():
     assert set(split_assembly(traced.asm())) >= {"run", kernel}
     with pytest.raises(KeyError, match="kernels are"):
         traced.asm("k999_nothing")
+
+
+def test_graph_and_report_from_the_api(tmp_path):
+    traced = trace(lambda x, y: (F.exp(x) * y).sum(axis=1))
+    traced(np.ones((4, 3), np.float32), np.ones((4, 3), np.float32))
+    dot = (tmp_path / "g.dot")
+    assert traced.graph(str(dot)) == str(dot)
+    text = dot.read_text()
+    assert text.startswith('digraph "<lambda>"') and "subgraph cluster_" in text and 'label="exp"' in text
+    if shutil.which("dot"):
+        traced.report(str(tmp_path / "r.html"), repeat=2)
+        page = (tmp_path / "r.html").read_text()
+        assert "<svg" in page and "Kernels (measured)" in page and "k0_fused_reduce" in page
+    with pytest.raises(ValueError, match="extension"):
+        traced.graph(str(tmp_path / "g.jpg"))
 
 
 def test_profile_measures_every_kernel_on_copies_of_the_state(mlp_step):
