@@ -256,6 +256,8 @@ class CompiledGraph:
         self.pointers[self.slots - 1] = self.arena.ctypes.data
         self._bound: list[np.ndarray | None] = [None] * self.slots
         self._outputs: list[np.ndarray | None] = [None] * self.n_outputs
+        # Inputs the graph updates in place (assign targets).
+        self.state_inputs = sorted({self.plan.homes[n.operands[0]].index for n in self.graph.nodes if n.op == "assign"})
 
     @property
     def arena_bytes(self) -> int:
@@ -301,7 +303,15 @@ class CompiledGraph:
                     f"{self.graph.name}: input {i} is {array.dtype}{list(array.shape)}, "
                     f"the compiled graph needs {want}{list(value.shape)}"
                 )
-            self.bind(i, np.ascontiguousarray(array))
+            self.bind(i, np.asarray(array, order="C"))  # the same object when already contiguous
+        for i in self.state_inputs:
+            if self._bound[i] is not inputs[i] or not inputs[i].flags.writeable:
+                raise ValueError(f"{self.graph.name}: input {i} is state the graph updates in place; "
+                                 "pass a C-contiguous, writable array")
+            shared = [j for j in range(self.n_inputs) if j != i and np.may_share_memory(inputs[i], inputs[j])]
+            if shared:
+                raise ValueError(f"{self.graph.name}: input {i} is state the graph updates in place, but it shares "
+                                 f"memory with input(s) {shared}; pass a copy")
         outputs = self.claim_outputs()
         self.run_bound()
         return outputs

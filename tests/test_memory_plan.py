@@ -11,6 +11,7 @@ how the planner computes liveness, so a buffer reused too early fails it.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +187,14 @@ def test_arena_is_smaller_than_the_naive_sum_on_an_mlp_training_step():
     compiled = step.last.compiled
     assert compiled.arena_bytes < 0.75 * compiled.naive_bytes, compiled.plan.summary()
     assert len(compiled.plan.in_place) >= 6, compiled.plan.summary()  # of 4 params + 4 momentum slots
+
+
+def test_state_inputs_must_be_writable_and_unshared():
+    graph = _update_graph(6, reads_state_late=False)
+    compiled = compile_graph(graph)
+    assert compiled.state_inputs == [0]
+    w = np.zeros(6, np.float32)
+    with pytest.raises(ValueError, match="shares memory with input"):
+        compiled(w, w)
+    with pytest.raises(ValueError, match="C-contiguous, writable"):
+        compiled(np.zeros(12, np.float32)[::2], np.ones(6, np.float32))
