@@ -12,6 +12,10 @@ fusion keeps all of a `fused` group's outputs (the activation and the mask
 kept for backward alike), and C itself never exists in memory unless the
 back end needs it as scratch.
 
+The compiled kernel (codegen.epilogue) stores the first region output of C's
+dtype through the contraction's output tile, so it needs one; the pass only
+forms such nodes.
+
 The NumPy meaning (in `ir.interpret.EXTRA`) evaluates the contraction with
 its own rule, then the region as `fused` does.
 """

@@ -233,6 +233,12 @@ def test_contraction_with_other_users_is_not_fused():
 
     b = GraphBuilder()
     x, w = b.input(TensorType((4, 5), DType.float32)), b.input(TensorType((5, 6), DType.float32))
+    y = b.apply("matmul", x, w)
+    positive = b.apply("gt", y, b.apply("constant", value=0.0, shape=(4, 6), dtype="f32"))  # bool results only
+    assert "matmul" in [n.op for n in PassManager(AFTER).run(b.output(positive)).nodes]
+
+    b = GraphBuilder()
+    x, w = b.input(TensorType((4, 5), DType.float32)), b.input(TensorType((5, 6), DType.float32))
     flat = b.apply("reshape", b.apply("matmul", x, w), shape=(24,))  # another index space
     assert "matmul" in [n.op for n in PassManager(AFTER).run(b.output(b.apply("exp", flat))).nodes]
 

@@ -3,7 +3,8 @@
 Runs after `fuse_elementwise`. A `matmul` or `conv2d` whose result C is not a
 graph output and whose every user is a `fused` node iterating exactly C's
 shape and reading C once through the identity view (size-1 dims may carry
-any stride) merges with those users into one `fused_matmul` /
+any stride), with at least one result of C's dtype (the back end stores it
+through the contraction's output tile), merges with those users into one `fused_matmul` /
 `fused_conv2d` (ir.ops_epilogue): the contraction's operands and attributes,
 then the users' other operands with their views (shared when two users read
 the same operand through the same view), and their regions concatenated
@@ -96,6 +97,9 @@ def fuse_epilogue(graph: Graph) -> Graph:
         if not unique or len(unique) != len(consumers) or any(id(u) in replace for u in unique):
             continue
         if not all(_reads_contiguously(u, c) for u in unique):
+            continue
+        # The back end stores one result through the contraction's output tile: one must have C's dtype.
+        if not any(r.dtype == c.dtype for u in unique for r in u.results):
             continue
         unique.sort(key=lambda u: position[id(u)])
         first = position[id(unique[0])]
