@@ -79,11 +79,12 @@ def _lanes(dtype: DType) -> int:
 
 @dataclass(frozen=True)
 class DirectPlan:
-    """A convolution of src (N, G*cin, H, W) into dst (N, G*cout, OH, OW) by the direct kernel."""
+    """A convolution of src (N, G*cin, H, W) into dst (N, G*cout, OH, OW) by the direct kernel, or
+    ("dW") the gradient of its weight from src and dst's gradient."""
 
-    orientation: str  # "W" or "C"
-    nv: int  # vectors per tile row
-    rows: int  # tile rows: output channels ("W") or output pixels ("C")
+    orientation: str  # "W", "C" or "dW"
+    nv: int  # vectors per tile row ("dW": taps per tile)
+    rows: int  # tile rows: output channels ("W", "dW") or output pixels ("C")
     lanes: int
     n: int
     groups: int
