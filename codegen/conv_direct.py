@@ -548,19 +548,25 @@ def define_grad_weight(module: ir.Module, name: str, dtype: DType, rows: int, ta
                 for r in range(rows):
                     b.store(fma(b, dys[r], xv, b.load(acc[r][t])), acc[r][t])
 
-        with for_range(b, I64(0), N, name="n") as n:
-            with for_range(b, I64(0), OH, name="oh") as oh:
-                dy_at = b.add(b.mul(n, dy_img), b.mul(oh, OW))
-                x_at = b.add(b.mul(n, src_img), b.mul(oh, row_step))
-                with for_range(b, I64(0), whole, L, name="ow") as ow:
-                    step(b.add(dy_at, ow), b.add(x_at, ow))
-                with b.if_then(b.icmp_signed("<", whole, OW)):
-                    with b.if_else(narrow) as (short_row, long_row):
-                        with short_row:
-                            step(dy_at, x_at, narrow_mask, masked_dy=True)
-                        with long_row:
-                            back = b.sub(whole, shift)
-                            step(b.add(dy_at, back), b.add(x_at, back), keep)
+        def rows_of_batch(visit) -> None:
+            with for_range(b, I64(0), N, name="n") as n:
+                with for_range(b, I64(0), OH, name="oh") as oh:
+                    visit(b.add(b.mul(n, dy_img), b.mul(oh, OW)), b.add(b.mul(n, src_img), b.mul(oh, row_step)))
+
+        def whole_vectors(dy_at, x_at):
+            with for_range(b, I64(0), whole, L, name="ow") as ow:
+                step(b.add(dy_at, ow), b.add(x_at, ow))
+
+        # Whole vectors of every row first, then the row tails in a second pass (a fixed order
+        # either way): each pass is a tight loop without the tail's branches.
+        rows_of_batch(whole_vectors)
+        with b.if_then(b.icmp_signed("<", whole, OW)):
+            with b.if_else(narrow) as (short_row, long_row):
+                with short_row:
+                    rows_of_batch(lambda dy_at, x_at: step(dy_at, x_at, narrow_mask, masked_dy=True))
+                with long_row:
+                    back = b.sub(whole, shift)
+                    rows_of_batch(lambda dy_at, x_at: step(b.add(dy_at, back), b.add(x_at, back), keep))
         for r in range(rows):
             o = b.add(o_first, I64(r))
             with b.if_then(b.icmp_signed("<", o, cout)):
