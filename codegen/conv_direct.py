@@ -136,24 +136,26 @@ class DirectPlan:
         return [planes, grain, self.h, self.w, self.ph, self.pw]
 
     def weight_elements(self) -> int:
-        """Size of the prepared weight matrix; 0 when the kernel reads the weight as given."""
-        if self.orientation == "W" and not self.flip:
-            return 0
+        """Size of the prepared weight matrix (the weights with their taps in the tables' order)."""
         return self.groups * self.ck * (self.cpad if self.orientation == "C" else self.cout)
 
     def weight_meta(self) -> list[int]:
         """define_weight_scatter meta: dst[base + g*sg + o*so + c*sc + kh*skh + kw*skw] = w[g, o, c, kh, kw]
-        over the given weight (G, O/G, C/G, KH, KW)."""
-        kh, kw, kk = self.kh, self.kw, self.kh * self.kw
-        if not self.flip:  # "C": wT[g][(c, kh, kw)][o]
-            og, cg, cp = self.cout, self.cin, self.cpad
-            strides, base = (self.ck * cp, 1, kk * cp, kw * cp, cp), 0
-        elif self.orientation == "W":  # w'[g, c, o, KH-1-kh, KW-1-kw], c the new output channel
-            og, cg = self.cin, self.cout
-            strides, base = (self.cout * self.ck, kk, self.ck, -kw, -1), kk - 1
-        else:  # wT'[g][(o, KH-1-kh, KW-1-kw)][c]
-            og, cg, cp = self.cin, self.cout, self.cpad
-            strides, base = (self.ck * cp, kk * cp, 1, -kw * cp, -cp), (kk - 1) * cp
+        over the given weight (G, O/G, C/G, KH, KW). Taps go in (kh, c, kw) order; a flipped weight
+        (grad_input) swaps o and c and reverses kh and kw."""
+        kh, kw, ck, cin = self.kh, self.kw, self.ck, self.cin
+        if self.orientation == "W" and not self.flip:  # w[g, o][(kh, c, kw)]
+            og, cg = self.cout, cin
+            strides, base = (self.cout * ck, ck, kw, cin * kw, 1), 0
+        elif self.orientation == "C" and not self.flip:  # wT[g][(kh, c, kw)][o]
+            og, cg, cp = self.cout, cin, self.cpad
+            strides, base = (ck * cp, 1, kw * cp, cin * kw * cp, cp), 0
+        elif self.orientation == "W":  # w'[g, c][(KH-1-kh, o, KW-1-kw)], c the new output channel
+            og, cg = cin, self.cout
+            strides, base = (self.cout * ck, kw, ck, -cin * kw, -1), (kh - 1) * cin * kw + kw - 1
+        else:  # wT'[g][(KH-1-kh, o, KW-1-kw)][c]
+            og, cg, cp = cin, self.cout, self.cpad
+            strides, base = (ck * cp, kw * cp, 1, -cin * kw * cp, -cp), ((kh - 1) * cin * kw + kw - 1) * cp
         return [1, 1, self.groups, og, cg, kh, kw, self.weight_elements(), base, *strides]
 
     def tasks(self) -> int:
@@ -203,8 +205,8 @@ class DirectPlan:
         if self.orientation == "dW":
             c, kh, kw = (a.transpose(1, 0, 2) for a in (c, kh, kw))
         taps = (c * self.hp * self.wp + kh * self.dh * self.wp + kw * self.dw).reshape(-1).astype(np.int64)
-        weight = ((c * self.kh + kh) * self.kw + kw).reshape(-1).astype(np.int64)
-        return (weight, taps) if self.orientation in ("W", "dW") else (taps, weight * self.cpad)
+        k = np.arange(self.ck, dtype=np.int64)  # the prepared weights are in tap order
+        return (k, taps) if self.orientation in ("W", "dW") else (taps, k * self.cpad)
 
     def key(self) -> tuple:
         return ("conv_direct", self.orientation, self.nv, self.rows)
@@ -324,15 +326,17 @@ def define_weight_scatter(module: ir.Module, name: str, dtype: DType) -> ir.Func
     return define_plane_kernel(module, name, dtype, 2, 14, body)
 
 
-def _define_micro(module: ir.Module, name: str, dtype: DType, rows: int, nv: int) -> ir.Function:
-    """`micro(T** a_rows, i64* a_off, T* b, i64* b_off, i64 K, T* tile)`: tile[r][v*L + l] =
-    sum_k a_rows[r][a_off[k]] * b[b_off[k] + v*L + l], an FMA chain in k order."""
+def _define_micro(module: ir.Module, name: str, dtype: DType, rows: int, nv: int, orientation: str) -> ir.Function:
+    """`micro(T** a_rows, i64* a_off, T* b, i64* b_off, i64 k_begin, i64 k_end, T* tile, i64 b_step)`:
+    tile[r][v*L + l] = sum_k a_rows[r][a_off[k]] * b[b_off[k] + v*L + l] over [k_begin, k_end), an
+    FMA chain in k order. The weight side is affine in k and skips its table: A at k ("W"),
+    B at k*b_step ("C")."""
     blk = blocking_for(dtype.name)
     T, V, L = blk.element, blk.vector, blk.lanes
     P = T.as_pointer()
-    fn = new_function(module, name, [P.as_pointer(), I64.as_pointer(), P, I64.as_pointer(), I64, P])
+    fn = new_function(module, name, [P.as_pointer(), I64.as_pointer(), P, I64.as_pointer(), I64, I64, P, I64])
     fn.attributes.add("noinline")
-    a_rows_arg, a_off, bp, b_off, kc, tile = fn.args
+    a_rows_arg, a_off, bp, b_off, k_begin, k_end, tile, b_step = fn.args
     b = ir.IRBuilder(fn.entry_basic_block)
     zero = ir.Constant(V, [0.0] * L)
     acc = [[entry_alloca(b, V, f"acc{r}_{v}") for v in range(nv)] for r in range(rows)]
@@ -342,19 +346,19 @@ def _define_micro(module: ir.Module, name: str, dtype: DType, rows: int, nv: int
     a_rows = [b.load(b.gep(a_rows_arg, [I64(r)])) for r in range(rows)]
 
     def step(k: ir.Value) -> None:
-        b_k = gep(b, bp, b.load(b.gep(b_off, [k])))
+        b_k = gep(b, bp, b.mul(k, b_step) if orientation == "C" else b.load(b.gep(b_off, [k])))
         vectors = [b.load(vector_pointer(b, gep(b, b_k, v * L), V), align=blk.element_bytes) for v in range(nv)]
-        ak = b.load(b.gep(a_off, [k]))
+        ak = k if orientation == "W" else b.load(b.gep(a_off, [k]))
         for r in range(rows):
             broadcast = splat(b, b.load(b.gep(a_rows[r], [ak])), L)
             for v in range(nv):
                 b.store(fma(b, broadcast, vectors[v], b.load(acc[r][v])), acc[r][v])
 
-    k_main = b.mul(b.sdiv(kc, I64(UNROLL)), I64(UNROLL))
-    with for_range(b, I64(0), k_main, UNROLL, name="k4") as k:
+    k_main = b.add(k_begin, b.mul(b.sdiv(b.sub(k_end, k_begin), I64(UNROLL)), I64(UNROLL)))
+    with for_range(b, k_begin, k_main, UNROLL, name="k4") as k:
         for u in range(UNROLL):
             step(b.add(k, I64(u)))
-    with for_range(b, k_main, kc, name="k1") as k:
+    with for_range(b, k_main, k_end, name="k1") as k:
         step(k)
     for r in range(rows):
         for v in range(nv):
@@ -369,7 +373,7 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
     blk = blocking_for(dtype.name)
     T, V, L = blk.element, blk.vector, blk.lanes
     width = nv * L
-    micro = _define_micro(module, name + ".micro", dtype, rows, nv)
+    micro = _define_micro(module, name + ".micro", dtype, rows, nv, orientation)
 
     def store(b, value, pointer, index, extras):
         if epilogue is not None:
@@ -377,14 +381,14 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
         typed = vector_pointer(b, pointer, value.type) if index.lanes > 1 else pointer
         b.store(value, typed, align=blk.element_bytes)
 
-    def w_row(b, oh, n, g, o_first, channel0, src_img, src_group, row_step, OW, P, dst_img, cout, CK,
+    def w_row(b, oh, n, g, o_first, channel0, src_img, src_group, row_step, OW, P, dst_img, cout, k_lo, k_hi,
               a_off, b_off, rows_ptr, tile, dst, src, extras):
         """Output row oh of channels channel0 + [0, rows): tiles of NV vectors along the row."""
         b_row = gep(b, src, b.mul(n, src_img), b.mul(g, src_group), b.mul(oh, row_step))
         col_row = b.mul(oh, OW)
         out_row = gep(b, dst, b.mul(n, dst_img), b.mul(channel0, P), col_row)
         with for_range(b, I64(0), OW, width, name="ow") as ow0:
-            b.call(micro, [rows_ptr, a_off, gep(b, b_row, ow0), b_off, CK, tile])
+            b.call(micro, [rows_ptr, a_off, gep(b, b_row, ow0), b_off, k_lo, k_hi, tile, I64(0)])
             for r in range(rows):
                 with b.if_then(b.icmp_signed("<", b.add(o_first, I64(r)), cout)):
                     out = gep(b, out_row, b.mul(I64(r), P))
@@ -436,7 +440,7 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
                 kh_hi = b.select(b.icmp_signed("<", kh_hi, kh_lo), kh_lo, kh_hi)
                 k_lo, k_hi = b.mul(kh_lo, per_kh), b.mul(kh_hi, per_kh)
                 w_row(b, oh, n, g, o_first, channel0, src_img, src_group, row_step, OW, P, dst_img, cout,
-                      b.sub(k_hi, k_lo), b.gep(a_off, [k_lo]), b.gep(b_off, [k_lo]), rows_ptr, tile, dst, src, extras)
+                      k_lo, k_hi, a_off, b_off, rows_ptr, tile, dst, src, extras)
         else:
             # task = (n*G + g)*(blocks/chunk) + pixel-block chunk; pixel positions advance
             # incrementally (one division per task, not per pixel)
@@ -469,7 +473,7 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
                 out_image = gep(b, dst, b.mul(n, dst_img), p0)
                 with for_range(b, I64(0), cblocks, name="cb") as cb:
                     c0 = b.mul(cb, I64(width))
-                    b.call(micro, [rows_ptr, a_off, gep(b, w_group, c0), b_off, CK, tile])
+                    b.call(micro, [rows_ptr, a_off, gep(b, w_group, c0), b_off, I64(0), CK, tile, cpad])
                     with for_range(b, I64(0), imin(b, I64(width), b.sub(cout, c0)), name="j") as j:
                         channel = b.add(b.mul(g, cout), b.add(c0, j))
                         out = gep(b, out_image, b.mul(channel, P))
