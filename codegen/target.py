@@ -152,6 +152,9 @@ def _load_runtime_libraries() -> None:
     import ctypes
     import ctypes.util
 
+    from .parallel import prepare_environment
+
+    prepare_environment()
     for name in ("libgomp.so.1", ctypes.util.find_library("gomp")):
         if not name:
             continue
