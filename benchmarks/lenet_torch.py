@@ -61,10 +61,10 @@ def evaluate(net: nn.Module, test_dataloader) -> float:
 
 
 def train(data: str | None, epochs: int, threads: int, seed: int = 0, lr: float = 0.05,
-          batch_size: int = 64) -> dict:
+          batch_size: int = 64, limit: int | None = None) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    train_dataloader, test_dataloader = build_dataloaders(data, batch_size, seed)
+    train_dataloader, test_dataloader = build_dataloaders(data, batch_size, seed, limit)
     net = LeNet()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     start = time.perf_counter()
@@ -95,10 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--threads", type=int, nargs="*", default=_common.thread_counts())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N images only (speed runs)")
     args = parser.parse_args(argv)
     print(f"PyTorch {torch.__version__} LeNet twin, data={args.data or 'embedded'}, threads {args.threads}")
     for threads in args.threads:
-        history = train(args.data, args.epochs, threads, args.seed)
+        history = train(args.data, args.epochs, threads, args.seed, limit=args.limit)
         print(f"torch {threads} thread(s): final test accuracy {100 * history['accuracy'][-1]:.2f}% "
               f"(best {100 * max(history['accuracy']):.2f}%), median training speed "
               f"{np.median(history['images_per_second']):.0f} images/s")
