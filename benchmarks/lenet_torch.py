@@ -79,12 +79,13 @@ def train(data: str | None, epochs: int, threads: int, seed: int = 0, lr: float 
             optimizer.step()
             losses.append(loss.item())
             speed.update(len(labels))
+        images_per_second = speed.rate
         accuracy = evaluate(net, test_dataloader)
         for key, value in (("loss", float(np.mean(losses))), ("accuracy", accuracy),
-                           ("images_per_second", speed.rate), ("seconds", time.perf_counter() - start)):
+                           ("images_per_second", images_per_second), ("seconds", time.perf_counter() - start)):
             history[key].append(value)
         print(f"  torch, {threads} thread(s), epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}  "
-              f"test accuracy {100 * accuracy:.2f}%  {speed.rate:.0f} images/s  "
+              f"test accuracy {100 * accuracy:.2f}%  {images_per_second:.0f} images/s  "
               f"({time.perf_counter() - start:.1f} s)", flush=True)
     return history
 

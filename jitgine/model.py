@@ -148,7 +148,7 @@ class Model:
                     if isinstance(value, float):
                         line += f"  val_{name} {value:.4f}"
             if self.progress:
-                tqdm.write(f"{line}  {speed.rate:.0f} images/s")
+                tqdm.write(f"{line}  {history['images_per_second'][-1]:.0f} images/s")
         self.net.train()
         return history
 

@@ -145,13 +145,14 @@ def train(data: str | None = None, epochs: int = 15, traced: bool = True, thread
             if traced and epoch == 0 and len(losses) == 1:
                 say(f"traced and compiled the training step in {train_step.compile_seconds:.1f} s")
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", img_s=f"{speed.rate:.0f}")
+        images_per_second = speed.rate  # training only: the evaluation's first call compiles too
         accuracy = evaluate(net, eval_step, test_dataloader)
         history["loss"].append(float(np.mean(losses)))
         history["accuracy"].append(accuracy)
-        history["images_per_second"].append(speed.rate)
+        history["images_per_second"].append(images_per_second)
         history["seconds"].append(time.perf_counter() - start)
         say(f"epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}  test accuracy {100 * accuracy:.2f}%  "
-            f"{speed.rate:.0f} images/s  ({time.perf_counter() - start:.0f} s elapsed)")
+            f"{images_per_second:.0f} images/s  ({time.perf_counter() - start:.0f} s elapsed)")
     if save:
         jitgine.save(net.state_dict(), save)
         say(f"saved {save}; restore with net.load_state_dict(jitgine.load({save!r}))")
