@@ -3,7 +3,8 @@ same data, 1 thread and every core (each count in its own subprocess).
 
     python benchmarks/epilogue.py [--samples 9] [--steps-only | --kernels-only]
 
-Kernels: conv + bias + relu on LeNet's conv2 shape (N=64, 6->16, k5, 14x14) and
+Kernels: conv + bias + relu on LeNet's conv1 and conv2 shapes (N=64, 1->6, k5,
+32x32: the direct kernel's "W" orientation; 6->16, k5, 14x14: "C") and
 Linear + bias + relu on fc1 (64x400 @ 400x120), each as a graph whose outputs are
 the activation and the relu mask (what a training step keeps); "separate" runs
 the contraction, then one fused elementwise kernel, "fused" is one
@@ -41,10 +42,10 @@ def _bias_relu(b: GraphBuilder, y, bias) -> Graph:
     return b.output(b.apply("maximum", z, zero), b.apply("gt", z, zero))
 
 
-def conv_graph() -> Graph:
+def conv_graph(c: int = 6, o: int = 16, hw: int = 14) -> Graph:
     b = GraphBuilder()
-    x, w = b.input(TensorType((64, 6, 14, 14), F32)), b.input(TensorType((16, 6, 5, 5), F32))
-    bias = b.apply("reshape", b.input(TensorType((16,), F32)), shape=(16, 1, 1))
+    x, w = b.input(TensorType((64, c, hw, hw), F32)), b.input(TensorType((o, c, 5, 5), F32))
+    bias = b.apply("reshape", b.input(TensorType((o,), F32)), shape=(o, 1, 1))
     return _bias_relu(b, b.apply("conv2d", x, w), bias)
 
 
@@ -56,7 +57,8 @@ def linear_graph() -> Graph:
 
 def kernels(samples: int, threads: int) -> None:
     rng = np.random.default_rng(0)
-    for label, graph in [("conv2+bias+relu", conv_graph()), ("fc1+bias+relu", linear_graph())]:
+    for label, graph in [("conv1+bias+relu", conv_graph(1, 6, 32)), ("conv2+bias+relu", conv_graph()),
+                         ("fc1+bias+relu", linear_graph())]:
         inputs = [rng.standard_normal(v.shape).astype(np.float32) for v in graph.inputs]
         separate, fused = (compile_graph(PassManager(p).run(graph)) for p in (WITHOUT, WITH))
         outs = [[np.empty(v.shape, bool if v.dtype.is_bool else np.float32) for v in graph.outputs]

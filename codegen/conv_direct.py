@@ -10,7 +10,10 @@ lookups: acc[r][v] += broadcast(A_r[a_off[k]]) * B[b_off[k] + v*L : +L], an
 FMA chain in k order per output element, then the tile goes through the
 epilogue hook (same `Epilogue` / `EpilogueIndex` as the GEMM: batch = image,
 row = output channel, col = OH*OW position) to the NCHW output, so
-fused_conv2d applies its region on the tile like the GEMM did.
+fused_conv2d applies its region on the tile's vectors as the GEMM does: along
+the row ("W", a row's last vector masked) or along the output channels ("C",
+the channel tail masked; the lanes go to memory P apart, one scalar store
+each, in the kernel with or without an epilogue).
 
 Two orientations, picked by `plan` from the lanes they would waste:
   "W" vectors along the output row (needs stride 1 along W): A = weight rows
@@ -57,6 +60,7 @@ from .emit import I64
 from .gemm_kernel import (
     Epilogue, EpilogueIndex, blocking_for, entry_alloca, fma, gep, imin, new_function, splat, vector_pointer,
 )
+from .lanes import lane_mask, masked_load, masked_store, scatter
 from .loops import for_range
 
 I32 = ir.IntType(32)
@@ -226,7 +230,8 @@ def plan(dtype: DType, n: int, groups: int, cin: int, cout: int, hw: tuple[int, 
 
     "W" wastes the tail of each output row (OW rounded up to tiles) and of the
     channel blocks; "C" wastes the channel tail (cout rounded up to vectors).
-    Ties go to "W", whose epilogue runs on whole vectors.
+    Ties go to "W", whose output (and epilogue operand) accesses are vectors;
+    "C" scatters each channel vector to P-apart addresses.
     """
     lanes = _lanes(dtype)
     oh, ow = ohw
@@ -375,15 +380,22 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
     width = nv * L
     micro = _define_micro(module, name + ".micro", dtype, rows, nv, orientation)
 
-    def store(b, value, pointer, index, extras):
+    def store(b, value, pointer, index, extras, channel_step=None):
+        """The epilogue on `value`, then its elements to `pointer`: along the row ("col") or,
+        `channel_step` apart, along the output channels ("row"); lanes past index.valid not at all."""
         if epilogue is not None:
             value = epilogue(b, value, index, extras)
-        typed = vector_pointer(b, pointer, value.type) if index.lanes > 1 else pointer
-        b.store(value, typed, align=blk.element_bytes)
+        if index.axis == "row":
+            scatter(b, value, pointer, [b.mul(I64(j), channel_step) for j in range(L)], index.valid)
+        elif index.valid is not None:
+            masked_store(b, value, pointer, lane_mask(b, index.valid, L))
+        else:
+            b.store(value, vector_pointer(b, pointer, V), align=blk.element_bytes)
 
     def w_row(b, oh, n, g, o_first, channel0, src_img, src_group, row_step, OW, P, dst_img, cout, k_lo, k_hi,
               a_off, b_off, rows_ptr, tile, dst, src, extras):
-        """Output row oh of channels channel0 + [0, rows): tiles of NV vectors along the row."""
+        """Output row oh of channels channel0 + [0, rows): tiles of NV vectors along the row, the
+        row's last vector masked."""
         b_row = gep(b, src, b.mul(n, src_img), b.mul(g, src_group), b.mul(oh, row_step))
         col_row = b.mul(oh, OW)
         out_row = gep(b, dst, b.mul(n, dst_img), b.mul(channel0, P), col_row)
@@ -395,17 +407,22 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
                     for v in range(nv):
                         col = b.add(ow0, I64(v * L))
                         left = b.sub(OW, col)
-                        at = (r * nv + v) * L
+                        value = b.load(vector_pointer(b, gep(b, tile, (r * nv + v) * L), V), align=blk.element_bytes)
+
+                        def put(valid, r=r, col=col, out=out, value=value):
+                            store(b, value, gep(b, out, col),
+                                  EpilogueIndex(n, b.add(channel0, I64(r)), b.add(col_row, col), L, "col", valid),
+                                  extras)
+
                         with b.if_else(b.icmp_signed(">=", left, I64(L))) as (full, part):
                             with full:
-                                value = b.load(vector_pointer(b, gep(b, tile, at), V), align=blk.element_bytes)
-                                store(b, value, gep(b, out, col),
-                                      EpilogueIndex(n, b.add(channel0, I64(r)), b.add(col_row, col), L), extras)
+                                put(None)
                             with part:
-                                with for_range(b, I64(0), left, name="tail") as j:
-                                    store(b, b.load(gep(b, tile, b.add(I64(at), j))), gep(b, out, b.add(col, j)),
-                                          EpilogueIndex(n, b.add(channel0, I64(r)),
-                                                        b.add(col_row, b.add(col, j)), 1), extras)
+                                if v == 0:  # the tile starts inside the row
+                                    put(left)
+                                else:
+                                    with b.if_then(b.icmp_signed(">", left, I64(0))):
+                                        put(left)
 
     def body(b, pointers, meta, task, extras=()):
         dst, src, wmat, a_off, b_off = pointers
@@ -474,30 +491,27 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
                 with for_range(b, I64(0), cblocks, name="cb") as cb:
                     c0 = b.mul(cb, I64(width))
                     b.call(micro, [rows_ptr, a_off, gep(b, w_group, c0), b_off, I64(0), CK, tile, cpad])
-                    with for_range(b, I64(0), imin(b, I64(width), b.sub(cout, c0)), name="j") as j:
-                        channel = b.add(b.mul(g, cout), b.add(c0, j))
+                    for v in range(nv):  # tile row r, vector v: channels c0 + v*L + [0, L) of pixel p0 + r
+                        cv = b.add(c0, I64(v * L))
+                        left = b.sub(cout, cv)
+                        channel = b.add(b.mul(g, cout), cv)
                         out = gep(b, out_image, b.mul(channel, P))
-                        with b.if_else(b.icmp_signed("==", valid, I64(rows))) as (whole, part):
-                            with whole:  # unrolled: the common case
-                                for r in range(rows):
-                                    value = b.load(gep(b, tile, b.add(I64(r * width), j)))
-                                    store(b, value, gep(b, out, r), EpilogueIndex(n, channel, b.add(p0, I64(r)), 1),
-                                          extras)
+
+                        def pixels(channels, v=v, channel=channel, out=out):
+                            with for_range(b, I64(0), valid, name="r") as r:
+                                value = b.load(vector_pointer(b, gep(b, tile, b.mul(r, I64(width)), v * L), V),
+                                               align=blk.element_bytes)
+                                store(b, value, gep(b, out, r),
+                                      EpilogueIndex(n, channel, b.add(p0, r), L, "row", channels), extras, P)
+
+                        with b.if_else(b.icmp_signed(">=", left, I64(L))) as (full, part):
+                            with full:
+                                pixels(None)
                             with part:
-                                with for_range(b, I64(0), valid, name="r") as r:
-                                    value = b.load(gep(b, tile, b.add(b.mul(r, I64(width)), j)))
-                                    store(b, value, gep(b, out, r), EpilogueIndex(n, channel, b.add(p0, r), 1),
-                                          extras)
+                                with b.if_then(b.icmp_signed(">", left, I64(0))):
+                                    pixels(left)
 
     return define_plane_kernel(module, name, dtype, 5, 22, body, extra_types)
-
-
-def _masked_load(b: ir.IRBuilder, pointer: ir.Value, mask: ir.Value, vector: ir.VectorType) -> ir.Value:
-    """Lanes of `pointer` where `mask` is set, zeros elsewhere; masked-off lanes are not read."""
-    name = f"llvm.masked.load.v{vector.count}{vector.element.intrinsic_name}.p0"
-    fn = b.module.globals.get(name) or ir.Function(
-        b.module, ir.FunctionType(vector, [vector.as_pointer(), I32, mask.type, vector]), name)
-    return b.call(fn, [vector_pointer(b, pointer, vector), I32(4), mask, ir.Constant(vector, [0.0] * vector.count)])
 
 
 def define_grad_weight(module: ir.Module, name: str, dtype: DType, rows: int, taps: int) -> ir.Function:
@@ -542,7 +556,7 @@ def define_grad_weight(module: ir.Module, name: str, dtype: DType, rows: int, ta
 
         def step(dy_at: ir.Value, x_at: ir.Value, mask: ir.Value | None = None, masked_dy: bool = False) -> None:
             if masked_dy:
-                dys = [_masked_load(b, gep(b, row, dy_at), mask, V) for row in dy_rows]
+                dys = [masked_load(b, gep(b, row, dy_at), mask, V) for row in dy_rows]
             else:
                 dys = [b.load(vector_pointer(b, gep(b, row, dy_at), V), align=blk.element_bytes) for row in dy_rows]
             for t in range(taps):

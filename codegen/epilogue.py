@@ -2,18 +2,23 @@
 
 A GEMM call computes tiles of C indexed by (batch, row, col); `TileLayout`
 says which dims of the contraction's output shape each of the three runs
-over (matmul: the batch dims, M, N; conv2d per im2col GEMM: the image, the
-output channel, the spatial positions OH*OW). The epilogue receives an
-accumulator register (a vector of `lanes` consecutive columns, or a scalar
-at tile edges), loads the other operands' elements at the same output
-index through their views, runs the region on registers (codegen.emit) and
-stores every region output but one into its buffer; that one (`store_output`,
-of C's dtype) is what the GEMM stores into its C tile.
+over (matmul: the batch dims, M, N; conv2d: the image, the output channel,
+the spatial positions OH*OW). The epilogue receives an accumulator register:
+a vector of `lanes` consecutive elements along the columns (the GEMM, the
+direct convolution's "W" orientation) or along the rows (the direct
+convolution's "C" orientation: output channels), or a scalar at GEMM tile
+edges. It loads the other operands' lanes at the same output indices through
+their views, runs the region on registers (codegen.emit) and stores every
+region output but one into its buffer; that one (`store_output`, of C's
+dtype) is what the kernel stores into its C tile.
 
-Loads and stores along the columns are vectors when the view's stride there
+Loads and stores along the lane axis are vectors when the view's stride there
 is 1, a splat when it is 0, and per-lane scalars otherwise (also when the
 column dims of a view cannot be merged into one stride, e.g. a conv operand
-that is not contiguous over OH x OW).
+that is not contiguous over OH x OW). A partial vector (`EpilogueIndex.valid`
+lanes of `lanes`, a row or channel tail) computes every lane but touches
+memory only for the valid ones (codegen.lanes: masked vector accesses,
+clamped per-lane ones), one more variant of the body.
 
 The body is one internal function per vector width, called from the
 micro-kernels; LLVM's inliner decides per call site, so a small region (bias
@@ -21,12 +26,14 @@ micro-kernels; LLVM's inliner decides per call site, so a small region (bias
 tanh) can stay one out-of-line copy per width. Inlining costs compile time
 (the GEMM has 12 micro-kernels, each storing its tile in several places):
 measured on LeNet's training step, cold compile 14.5 s -> 21.2 s CPU; marking
-the body noinline gives 18.5 s but +0.25 ms per step (scalar epilogues of
-the direct convolution become calls), so it is left to the inliner.
+the body noinline gives 18.5 s but +0.25 ms per step (measured when the
+direct convolution still called the epilogue per element), so it is left to
+the inliner.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -39,6 +46,7 @@ from ir.types import DType, contiguous_strides
 from . import emit
 from .emit import I1, I64
 from .gemm_kernel import EpilogueIndex, blocking_for, splat
+from .lanes import gather, lane_mask, masked_load, masked_store, scatter
 
 View = tuple[int, ...]  # (offset, *strides) over the output shape, as in the IR's `views`
 
@@ -87,25 +95,33 @@ class RegionEpilogue:
 
     def __call__(self, b: ir.IRBuilder, value: ir.Value, index: EpilogueIndex,
                  extras: Sequence[ir.Value]) -> ir.Value:
-        fn = self._functions.get(index.lanes)
+        masked = index.valid is not None and index.lanes > 1
+        key = (index.lanes, index.axis, masked)
+        fn = self._functions.get(key)
         if fn is None:
-            fn = self._functions[index.lanes] = self._define(b.module, value.type, index.lanes)
-        return b.call(fn, [value, index.batch, index.row, index.col, *extras])
+            fn = self._functions[key] = self._define(b.module, value.type, *key)
+        valid = [index.valid] if masked else []
+        return b.call(fn, [value, index.batch, index.row, index.col, *valid, *extras])
 
-    def _define(self, module: ir.Module, value_type: ir.Type, lanes: int) -> ir.Function:
-        fn = ir.Function(module, ir.FunctionType(value_type, [value_type, I64, I64, I64, *self.arg_types]),
-                         f"{self.name}.epilogue{lanes}")
+    def _define(self, module: ir.Module, value_type: ir.Type, lanes: int, axis: str, masked: bool) -> ir.Function:
+        counts = [I64] if masked else []
+        fn = ir.Function(module, ir.FunctionType(value_type, [value_type, I64, I64, I64, *counts, *self.arg_types]),
+                         f"{self.name}.epilogue{lanes}{axis if lanes > 1 else ''}{'m' if masked else ''}")
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        value, batch, row, col, *pointers = fn.args
+        value, batch, row, col = fn.args[:4]
+        valid = fn.args[4] if masked else None
+        pointers = fn.args[4 + len(counts):]
+        mask = lane_mask(b, valid, lanes) if masked else None
         n_in = len(self.in_dtypes)
-        addresses = [self._lanes(b, view, (batch, row, col), lanes) for view in self.views]
-        inputs = [self._load(b, pointers[i], addresses[i], self.in_dtypes[i], lanes) for i in range(n_in)]
+        addresses = [self._lanes(b, view, (batch, row, col), lanes, axis) for view in self.views]
+        inputs = [self._load(b, pointers[i], addresses[i], self.in_dtypes[i], lanes, valid, mask)
+                  for i in range(n_in)]
         results = emit.emit_region(b, self.region, [value, *inputs], lanes)
         others = [r for i, r in enumerate(results) if i != self.stored]
         for k, result in enumerate(others):
-            self._store(b, result, pointers[n_in + k], addresses[n_in + k], self.out_dtypes[k], lanes)
+            self._store(b, result, pointers[n_in + k], addresses[n_in + k], self.out_dtypes[k], lanes, valid, mask)
         b.ret(results[self.stored])
         return fn
 
@@ -124,47 +140,53 @@ class RegionEpilogue:
             position = b.udiv(position, I64(shape[d]))
         return total
 
-    def _lanes(self, b: ir.IRBuilder, view: View, index: tuple[ir.Value, ...], lanes: int):
-        """(offset of lane 0, constant step between lanes), or a list of per-lane offsets."""
+    def _lanes(self, b: ir.IRBuilder, view: View, index: tuple[ir.Value, ...], lanes: int, axis: str):
+        """(offset of lane 0, constant step between lanes), or a list of per-lane offsets; the lanes
+        run along the column group (axis "col") or the row group ("row") from `index`."""
         strides = view[1:]
-        batch_dims, row_dims, col_dims = self.layout.groups
-        base = b.add(self._group_offset(b, batch_dims, strides, index[0]),
-                     self._group_offset(b, row_dims, strides, index[1]))
+        groups = self.layout.groups
+        along = 2 if axis == "col" else 1
+        base = functools.reduce(b.add, [self._group_offset(b, groups[g], strides, index[g])
+                                        for g in range(3) if g != along])
         shape = self.layout.shape
-        dims = [d for d in col_dims if shape[d] != 1]
+        dims = [d for d in groups[along] if shape[d] != 1]
         if lanes == 1 or _mergeable(dims, shape, strides):
             step = strides[dims[-1]] if dims else 0
-            return b.add(base, self._group_offset(b, col_dims, strides, index[2])), step
-        return [b.add(base, self._group_offset(b, col_dims, strides, b.add(index[2], I64(j))))
+            return b.add(base, self._group_offset(b, groups[along], strides, index[along])), step
+        return [b.add(base, self._group_offset(b, groups[along], strides, b.add(index[along], I64(j))))
                 for j in range(lanes)]
 
     # -------------------------------------------------------------- memory
 
-    def _load(self, b: ir.IRBuilder, pointer: ir.Value, address, dtype: DType, lanes: int) -> ir.Value:
+    def _load(self, b: ir.IRBuilder, pointer: ir.Value, address, dtype: DType, lanes: int,
+              valid: ir.Value | None, mask: ir.Value | None) -> ir.Value:
+        """The operand's lanes: a vector load (stride 1), a splat (stride 0) or a gather; with a
+        mask, lanes past `valid` are not read (lane 0 always is)."""
         if isinstance(address, tuple) and (lanes == 1 or address[1] == 0):
             value = _from_memory(b, b.load(b.gep(pointer, [address[0]])), dtype, 1)
             return value if lanes == 1 else splat(b, value, lanes)
+        vector = ir.VectorType(pointer.type.pointee, lanes)
         if isinstance(address, tuple) and address[1] == 1:
-            vector = ir.VectorType(pointer.type.pointee, lanes)
-            raw = b.load(b.bitcast(b.gep(pointer, [address[0]]), vector.as_pointer()), align=dtype.itemsize)
-            return _from_memory(b, raw, dtype, lanes)
-        result = ir.Constant(emit.register_type(dtype, lanes), ir.Undefined)
-        for j, offset in enumerate(_lane_offsets(b, address, lanes)):
-            scalar = _from_memory(b, b.load(b.gep(pointer, [offset])), dtype, 1)
-            result = b.insert_element(result, scalar, I64(j))
-        return result
+            start = b.gep(pointer, [address[0]])
+            raw = b.load(b.bitcast(start, vector.as_pointer()), align=dtype.itemsize) if mask is None \
+                else masked_load(b, start, mask, vector)
+        else:
+            raw = gather(b, pointer, _lane_offsets(b, address, lanes), valid, vector)
+        return _from_memory(b, raw, dtype, lanes)
 
     def _store(self, b: ir.IRBuilder, value: ir.Value, pointer: ir.Value, address, dtype: DType,
-               lanes: int) -> None:
+               lanes: int, valid: ir.Value | None, mask: ir.Value | None) -> None:
         memory = b.zext(value, _memory_register(dtype, lanes)) if dtype.is_bool else value
         if isinstance(address, tuple) and (lanes == 1 or address[1] == 1):
             target = b.gep(pointer, [address[0]])
+            if mask is not None:
+                masked_store(b, memory, target, mask)
+                return
             if lanes > 1:
                 target = b.bitcast(target, memory.type.as_pointer())
             b.store(memory, target, align=dtype.itemsize)
             return
-        for j, offset in enumerate(_lane_offsets(b, address, lanes)):
-            b.store(b.extract_element(memory, I64(j)), b.gep(pointer, [offset]))
+        scatter(b, memory, pointer, _lane_offsets(b, address, lanes), valid)
 
 
 def _mergeable(dims: Sequence[int], shape: Sequence[int], strides: Sequence[int]) -> bool:

@@ -268,12 +268,18 @@ def define_pack(module: ir.Module, name: str, blk: Blocking, operand: str, along
 
 @dataclass(frozen=True)
 class EpilogueIndex:
-    """Where an output value goes: C[batch][row, col : col + lanes]."""
+    """Where an output value goes: `lanes` consecutive elements of C[batch] from (row, col),
+    along the columns (axis "col": C[batch][row, col : col + lanes], the GEMM's vectors) or
+    the rows (axis "row": C[batch][row : row + lanes, col], the direct convolution's vectors
+    along output channels). With `valid` (an i64, 1 <= valid <= lanes) only the first `valid`
+    lanes are elements: the others are computed but never read from or written to memory."""
 
     batch: ir.Value
     row: ir.Value
     col: ir.Value
     lanes: int
+    axis: str = "col"
+    valid: ir.Value | None = None
 
 
 Epilogue = Callable[[ir.IRBuilder, ir.Value, EpilogueIndex, Sequence[ir.Value]], ir.Value]

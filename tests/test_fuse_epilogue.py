@@ -198,7 +198,13 @@ def _conv_bias_relu(n: int, c: int, hw: int, o: int, k: int, groups: int = 1) ->
     _conv_bias_relu(4, 8, 20, 16, 3, groups=2),
 ], ids=["matmul", "conv2d"])
 def test_fused_kernels_give_the_unfused_bits_at_every_thread_count(graph):
-    inputs = random_inputs(graph, 7)
+    _check_unfused_bits(graph, 7)
+
+
+def _check_unfused_bits(graph: Graph, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The fused graph gives the unfused graph's bits at 1 and 2 threads; returns the inputs and
+    the unfused results."""
+    inputs = random_inputs(graph, seed)
     unfused = compile_graph(PassManager(BEFORE).run(graph))(*inputs)
     fused_graph = compile_graph(PassManager(AFTER).run(graph))
     assert len(_fused_nodes(fused_graph.graph)) == 1
@@ -206,6 +212,48 @@ def test_fused_kernels_give_the_unfused_bits_at_every_thread_count(graph):
         jg.set_num_threads(threads)
         for want, got in zip(unfused, fused_graph(*inputs)):
             np.testing.assert_array_equal(got, want)
+    return inputs, unfused
+
+
+def _conv_with_operands(x_shape, o: int, k: int, groups: int, stride: tuple[int, int]) -> Graph:
+    """conv2d, then operands read through every kind of view along either lane axis: a channel
+    bias (1, O, 1, 1), a residual, a transposed (N, O, OW, OH) operand and a row (1, 1, 1, OW)
+    (OH x OW not mergeable); results: tanh(relu(z)), z and z > 0."""
+    b = GraphBuilder()
+    x = b.input(TensorType(x_shape, DType.float32))
+    w = b.input(TensorType((o, x_shape[1] // groups, k, k), DType.float32))
+    y = b.apply("conv2d", x, w, stride=stride, padding=(1, 1), groups=groups)
+    n, _, oh, ow = y.shape
+    bias = b.apply("broadcast", b.input(TensorType((1, o, 1, 1), DType.float32)), shape=y.shape)
+    row = b.apply("broadcast", b.input(TensorType((1, 1, 1, ow), DType.float32)), shape=y.shape)
+    transposed = b.apply("permute", b.input(TensorType((n, o, ow, oh), DType.float32)), perm=(0, 1, 3, 2))
+    z = b.apply("add", b.apply("mul", y, row), bias)
+    z = b.apply("add", b.apply("add", z, b.input(TensorType(y.shape, DType.float32))), transposed)
+    zero = b.apply("constant", value=0.0, shape=y.shape, dtype="f32")
+    return b.output(b.apply("tanh", b.apply("maximum", z, zero)), z, b.apply("gt", z, zero))
+
+
+@pytest.mark.parametrize("orientation,x_shape,o,groups,stride", [
+    ("W", (2, 3, 9, 13), 5, 1, (1, 1)),  # rows of 13: a whole vector, then 5 lanes
+    ("W", (3, 2, 6, 5), 4, 2, (1, 1)),  # rows of 5: masked vectors only
+    ("C", (2, 4, 7, 9), 11, 1, (1, 2)),  # 11 channels: 8, then 3 lanes
+    ("C", (3, 4, 5, 6), 6, 2, (1, 1)),  # 3 channels per group
+    ("C", (2, 1, 5, 5), 1, 1, (1, 1)),  # one channel: one lane
+])
+def test_vector_epilogue_of_both_orientations_gives_the_unfused_bits(orientation, x_shape, o, groups, stride,
+                                                                     monkeypatch):
+    """The direct kernel applies the region on vectors along the row ("W") or along the output
+    channels ("C"), partial vectors masked; every operand view kind, at 1 and 2 threads."""
+    from codegen import conv_direct
+    from test_conv import _forced
+
+    original = conv_direct.plan
+    monkeypatch.setattr(conv_direct, "plan", lambda *a, **k: _forced(original(*a, **k), orientation))
+    graph = _conv_with_operands(x_shape, o, 3, groups, stride)
+    inputs, unfused = _check_unfused_bits(graph, 11)
+    for want, got in zip(run(graph, inputs), unfused):
+        if want.dtype != bool:
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
 
 
 # ---------------------------------------------------------------- when it fires, and when not
