@@ -5,8 +5,8 @@ traced, the graph after each pass, the compiled code, and where the
 compiled entry's inputs come from (call arguments, then state tensors).
 From it this module derives the fusion groups, the LLVM IR and assembly of
 one kernel, and the kernel table: every kernel with the primitives it
-holds, its FLOPs and bytes (ir.cost), and, when measured, its time from the
-clock reads of a profiling build (codegen.profile), GFLOP/s, GB/s and
+holds, its FLOPs and bytes (ir.cost), and, when measured, its time from
+clock reads between the kernels (codegen.profile), GFLOP/s, GB/s and its
 share of the step. `Inspectable` puts all of it on `trace` objects and on
 functions read back by `jitgine.jit.load`.
 """
@@ -51,16 +51,17 @@ class Program:
     def example_arguments(self, seed: int = 0) -> list[np.ndarray]:
         """Random call arguments of the compiled types (floats ~N(0,1), integers in [0, 2), booleans)."""
         rng = np.random.default_rng(seed)
-        arrays = []
-        for value in self.graph.inputs[:self.n_args]:
-            dtype = np.dtype(NP_DTYPES[value.dtype.value])
-            if dtype.kind == "f":
-                arrays.append(rng.standard_normal(value.shape).astype(dtype))
-            elif dtype.kind == "b":
-                arrays.append(rng.random(value.shape) < 0.5)
-            else:
-                arrays.append(rng.integers(0, 2, value.shape).astype(dtype))
-        return arrays
+        return [random_array(v.shape, NP_DTYPES[v.dtype.value], rng) for v in self.graph.inputs[:self.n_args]]
+
+
+def random_array(shape: tuple[int, ...], dtype: Any, rng: np.random.Generator) -> np.ndarray:
+    """Example data: floats ~N(0,1), booleans, integers in [0, 2) (valid class labels and indices)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    return rng.integers(0, 2, shape).astype(dtype)
 
 
 def stage_diffs(stages: dict[str, Graph]) -> list[tuple[str, str, str]]:

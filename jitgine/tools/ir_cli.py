@@ -30,7 +30,7 @@ from ir.graph import Graph
 from ir.parser import ParseError, parse_graph
 
 from .. import serialization
-from ..jit.inspection import KernelTable, Program, format_table, kernel_code, measure, stage_diffs
+from ..jit.inspection import KernelTable, Program, format_table, kernel_code, measure, random_array, stage_diffs
 
 
 class UsageError(Exception):
@@ -110,12 +110,7 @@ def parse_input(text: str) -> np.ndarray:
         dtype = np.dtype(dtype_text or "float32")
     except (ValueError, TypeError):
         raise UsageError(f"--input {text!r}: expected a shape like 64x1x32x32, optionally :dtype") from None
-    rng = np.random.default_rng(len(shape))
-    if dtype.kind == "f":
-        return rng.standard_normal(shape).astype(dtype)
-    if dtype.kind == "b":
-        return rng.random(shape) < 0.5
-    return rng.integers(0, 2, shape).astype(dtype)
+    return random_array(shape, dtype, np.random.default_rng(len(shape)))
 
 
 def _import(module: str):
