@@ -7,18 +7,26 @@ the payload (the object file). A file that is truncated or altered fails that
 check and is rebuilt, never loaded. Writes go to a temporary file in the same
 folder that is renamed into place, so a reader sees a whole entry or none.
 
+Whole compiled graphs have entries of their own (`graph_key`, suffix `.graph`):
+named by the optimised graph's text plus the host, LLVM/llvmlite and jitgine
+versions and a hash of the back end's sources, holding the object code and the
+little the loaded graph needs besides; a hit skips building LLVM IR at all.
+
 `JITGINE_CACHE_DIR` chooses the folder (default: `$XDG_CACHE_HOME/jitgine`
 or `~/.cache/jitgine`); `JITGINE_CACHE_DIR=off` disables the disk cache.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import llvmlite
 
 from .target import host
 
@@ -31,6 +39,8 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     rebuilt: int = 0  # damaged entries detected and replaced
+    graph_hits: int = 0  # whole graphs loaded without building their LLVM IR
+    graph_misses: int = 0
 
 
 stats = CacheStats()
@@ -49,6 +59,24 @@ def cache_dir() -> Path | None:
 def key_of(llvm_ir: str) -> str:
     digest = hashlib.sha256()
     for part in (llvm_ir, host().key, VERSION):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def sources_digest() -> str:
+    """SHA-256 of the back end's and the IR's Python sources: a code change invalidates graph entries."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted([*root.joinpath("codegen").glob("*.py"), *root.joinpath("ir").glob("*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def graph_key(graph_text: str) -> str:
+    digest = hashlib.sha256()
+    for part in (graph_text, host().key, llvmlite.__version__, VERSION, sources_digest()):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -82,6 +110,32 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _store(path: Path, payload: bytes) -> None:
+    try:
+        write_atomic(path, _MAGIC + hashlib.sha256(payload).hexdigest().encode() + payload)
+    except OSError:
+        pass  # a read-only or full cache folder costs speed, not correctness
+
+
+def load_graph(key: str) -> bytes | None:
+    """The payload of graph entry `key`, or None (counted as a miss; a damaged entry as rebuilt)."""
+    folder = cache_dir()
+    payload = None if folder is None else _read(folder / (key + ".graph"))
+    if payload is not None:
+        stats.graph_hits += 1
+        return payload
+    stats.graph_misses += 1
+    if folder is not None and (folder / (key + ".graph")).exists():
+        stats.rebuilt += 1
+    return None
+
+
+def store_graph(key: str, payload: bytes) -> None:
+    folder = cache_dir()
+    if folder is not None:
+        _store(folder / (key + ".graph"), payload)
+
+
 def cached_object(llvm_ir: str, compile: Callable[[str], bytes]) -> bytes:
     """The object code for `llvm_ir`, from the disk cache or compiled (and then stored)."""
     folder = cache_dir()
@@ -97,8 +151,5 @@ def cached_object(llvm_ir: str, compile: Callable[[str], bytes]) -> bytes:
         stats.rebuilt += 1
     stats.misses += 1
     obj = compile(llvm_ir)
-    try:
-        write_atomic(path, _MAGIC + hashlib.sha256(obj).hexdigest().encode() + obj)
-    except OSError:
-        pass  # a read-only or full cache folder costs speed, not correctness
+    _store(path, obj)
     return obj

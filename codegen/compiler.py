@@ -16,6 +16,7 @@ primitives (contractions, windows) that register their own.
 from __future__ import annotations
 
 import ctypes
+import json
 import math
 import sys
 import time
@@ -27,6 +28,7 @@ from llvmlite import ir
 
 from ir.graph import Graph, GraphBuilder, Node
 from ir.interpret import NP_DTYPES, evaluate_node
+from ir.printer import print_graph
 from ir.ops import view_of
 from ir.types import DType, TensorType, contiguous_strides
 
@@ -237,7 +239,6 @@ class CompiledGraph:
     """
 
     graph: Graph
-    llvm_ir: str
     entry: Callable
     n_inputs: int
     n_outputs: int
@@ -250,6 +251,14 @@ class CompiledGraph:
     calls: int = 0
     kernel_nodes: list[Node | None] = field(default_factory=list)
     ticks_global: int = 0  # address of codegen.profile's ticks pointer (profile.set_ticks)
+    _llvm_ir: str | None = None  # None after a graph cache hit until asked for
+
+    @property
+    def llvm_ir(self) -> str:
+        """The LLVM IR text the machine code was built from (lowered again on demand after a cache hit)."""
+        if self._llvm_ir is None:
+            self._llvm_ir = str(_lower(self.graph, self.plan).module)
+        return self._llvm_ir
 
     def __post_init__(self) -> None:
         self.pointers = (ctypes.c_void_p * self.slots)()
@@ -342,15 +351,12 @@ def _new_arena(plan: MemoryPlan, graph: Graph) -> np.ndarray:
     return arena
 
 
-def compile_graph(graph: Graph) -> CompiledGraph:
-    """Lower `graph` (already optimised: elementwise work in fused nodes) to native code."""
-    start = time.perf_counter()
+def _lower(graph: Graph, plan: MemoryPlan) -> Lowering:
+    """The LLVM module of `graph`: its kernels and the `run` entry calling them in order."""
     module = new_module(graph.name)
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer()]), "run")
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
     ctx = Lowering(module, builder, entry.args[0])
-
-    plan = plan_memory(graph)
     n_in, n_out = len(graph.inputs), len(graph.outputs)
     arena_slot = n_in + n_out
 
@@ -377,15 +383,54 @@ def compile_graph(graph: Graph) -> CompiledGraph:
         _copy(ctx, name, buffer(copy.source, copy.type), buffer(copy.target, copy.type))
     emit_tick(module, builder, len(ctx.kernel_names))
     builder.ret_void()
+    return ctx
 
-    llvm_ir = str(module)
-    obj = cache.cached_object(llvm_ir, target.object_code)
+
+def _graph_entry(names: list[str], nodes: list[Node | None], graph: Graph, obj: bytes) -> bytes:
+    """A graph cache entry: one JSON line (kernel names, the index of each kernel's node), then the object."""
+    index = {node: i for i, node in enumerate(graph.nodes)}
+    meta = {"kernel_names": names, "kernel_nodes": [None if n is None else index[n] for n in nodes]}
+    return json.dumps(meta).encode() + b"\n" + obj
+
+
+def _parse_graph_entry(payload: bytes, graph: Graph) -> tuple[list[str], list[Node | None], bytes] | None:
+    """(kernel names, kernel nodes, object code) of a graph entry; None if it does not fit `graph`."""
+    line, _, obj = payload.partition(b"\n")
+    try:
+        meta = json.loads(line)
+        names = [str(n) for n in meta["kernel_names"]]
+        nodes = [None if i is None else graph.nodes[i] for i in meta["kernel_nodes"]]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return (names, nodes, obj) if len(names) == len(nodes) and obj else None
+
+
+def compile_graph(graph: Graph) -> CompiledGraph:
+    """Lower `graph` (already optimised: elementwise work in fused nodes) to native code.
+
+    A graph compiled before (same text, host, versions and back-end sources) is loaded from the
+    disk cache's graph entry without building its LLVM IR; `CompiledGraph.llvm_ir` builds it on demand.
+    """
+    start = time.perf_counter()
+    plan = plan_memory(graph)
+    key = cache.graph_key(print_graph(graph))
+    payload = cache.load_graph(key)
+    hit = None if payload is None else _parse_graph_entry(payload, graph)
+    llvm_ir = None
+    if hit is None:
+        ctx = _lower(graph, plan)
+        llvm_ir = str(ctx.module)
+        obj = cache.cached_object(llvm_ir, target.object_code)
+        cache.store_graph(key, _graph_entry(ctx.kernel_names, ctx.kernel_nodes, graph, obj))
+        hit = ctx.kernel_names, ctx.kernel_nodes, obj
+    names, nodes, obj = hit
     loaded = target.LoadedObject(obj)
+    n_in, n_out = len(graph.inputs), len(graph.outputs)
     compiled = CompiledGraph(
-        graph=graph, llvm_ir=llvm_ir, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=n_in,
-        n_outputs=n_out, slots=arena_slot + 1, arena=_new_arena(plan, graph), plan=plan,
-        kernel_names=ctx.kernel_names, kernel_nodes=ctx.kernel_nodes,
-        compile_seconds=time.perf_counter() - start, _object=loaded,
+        graph=graph, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=n_in,
+        n_outputs=n_out, slots=n_in + n_out + 1, arena=_new_arena(plan, graph), plan=plan,
+        kernel_names=names, kernel_nodes=nodes,
+        compile_seconds=time.perf_counter() - start, _object=loaded, _llvm_ir=llvm_ir,
     )
     compiled.ticks_global = loaded.address(TICKS_SYMBOL)
     return compiled
