@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from .graph import Graph, Value
+import weakref
+
+from .graph import Graph, Node, Value
 from .ops import OpError, infer
+
+# Nodes whose result types were checked against `infer`. A node, its values and their types are
+# frozen, so the check holds for good; the pass manager verifies after every pass and most nodes
+# survive many passes unchanged. Nodes with a region are rechecked (a region graph is mutable).
+_type_checked: "weakref.WeakSet[Node]" = weakref.WeakSet()
 
 
 class VerifyError(ValueError):
@@ -28,15 +35,8 @@ def verify(graph: Graph) -> Graph:
                     f"{graph.name}: node {position} ({node.op}) uses %{operand.id}, "
                     "which is not defined before it"
                 )
-        try:
-            inferred = infer(node.op, [v.type for v in node.operands], node.attr_dict, node.region)
-        except OpError as error:
-            raise VerifyError(f"{graph.name}: node {position}: {error}") from None
-        if inferred != [r.type for r in node.results]:
-            raise VerifyError(
-                f"{graph.name}: node {position} ({node.op}) declares result types "
-                f"{[str(r.type) for r in node.results]} but infers {[str(t) for t in inferred]}"
-            )
+        if node not in _type_checked:
+            _check_types(graph, position, node)
         if node.region is not None:
             verify(node.region)
         for result in node.results:
@@ -47,3 +47,17 @@ def verify(graph: Graph) -> Graph:
         if value not in defined:
             raise VerifyError(f"{graph.name}: output %{value.id} is not defined")
     return graph
+
+
+def _check_types(graph: Graph, position: int, node: Node) -> None:
+    try:
+        inferred = infer(node.op, [v.type for v in node.operands], node.attr_dict, node.region)
+    except OpError as error:
+        raise VerifyError(f"{graph.name}: node {position}: {error}") from None
+    if inferred != [r.type for r in node.results]:
+        raise VerifyError(
+            f"{graph.name}: node {position} ({node.op}) declares result types "
+            f"{[str(r.type) for r in node.results]} but infers {[str(t) for t in inferred]}"
+        )
+    if node.region is None:
+        _type_checked.add(node)
