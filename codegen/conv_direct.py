@@ -60,7 +60,7 @@ from .emit import I64
 from .gemm_kernel import (
     Epilogue, EpilogueIndex, blocking_for, entry_alloca, fma, gep, imin, new_function, splat, vector_pointer,
 )
-from .lanes import lane_mask, masked_load, masked_store, scatter
+from .lanes import masked_load, masked_store, scatter
 from .loops import for_range
 
 I32 = ir.IntType(32)
@@ -388,7 +388,7 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
         if index.axis == "row":
             scatter(b, value, pointer, [b.mul(I64(j), channel_step) for j in range(L)], index.valid)
         elif index.valid is not None:
-            masked_store(b, value, pointer, lane_mask(b, index.valid, L))
+            masked_store(b, value, pointer, index.valid)
         else:
             b.store(value, vector_pointer(b, pointer, V), align=blk.element_bytes)
 

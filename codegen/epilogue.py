@@ -180,7 +180,7 @@ class RegionEpilogue:
         if isinstance(address, tuple) and (lanes == 1 or address[1] == 1):
             target = b.gep(pointer, [address[0]])
             if mask is not None:
-                masked_store(b, memory, target, mask)
+                masked_store(b, memory, target, valid)
                 return
             if lanes > 1:
                 target = b.bitcast(target, memory.type.as_pointer())

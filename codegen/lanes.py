@@ -2,11 +2,14 @@
 
 Tiles whose edge is not a whole vector (an output row of 13 columns, 11 output
 channels) run the same vector code as whole ones; only their memory accesses
-change. Contiguous lanes use llvm.masked.load / llvm.masked.store (vmaskmov on
-AVX2). Lanes at arbitrary offsets (gathers, scatters) stay scalar accesses
-without branches: a lane past `valid` is redirected to lane 0's address, which
-is always an element. Loads read lane 0's element again; stores go in
-descending lane order so lane 0 writes its own value last.
+change. Contiguous loads use llvm.masked.load (vmaskmov). Stores, and loads at
+arbitrary offsets (gathers), are scalar accesses without branches: a lane past
+`valid` is redirected to lane 0's address, which is always an element. Loads
+read lane 0's element again; stores go in descending lane order so lane 0
+writes its own value last. A masked vector store (vmaskmovps, or LLVM's
+per-lane branches for bytes) would be shorter, but on this Zen 1 it made the
+direct convolution of LeNet's conv1 (rows of 28 = 3 vectors + 4 lanes) 12%
+slower than these stores (1 thread, 646 -> 725 us).
 """
 
 from __future__ import annotations
@@ -55,12 +58,10 @@ def masked_load(b: ir.IRBuilder, pointer: ir.Value, mask: ir.Value, vector: ir.V
     return b.call(fn, [vector_pointer(b, pointer, vector), _align(vector), mask, passthru])
 
 
-def masked_store(b: ir.IRBuilder, value: ir.Value, pointer: ir.Value, mask: ir.Value) -> None:
-    """Store the lanes of `value` where `mask` is set at `pointer` (an element pointer)."""
-    vector = value.type
-    fn = _intrinsic(b, f"llvm.masked.store.{_suffix(vector)}",
-                    ir.FunctionType(ir.VoidType(), [vector, vector.as_pointer(), I32, mask.type]))
-    b.call(fn, [value, vector_pointer(b, pointer, vector), _align(vector), mask])
+def masked_store(b: ir.IRBuilder, value: ir.Value, pointer: ir.Value, valid: ir.Value) -> None:
+    """Store the first `valid` lanes of `value` at `pointer` (an element pointer): per-lane stores,
+    since a masked vector store (vmaskmov) is slow on this machine (see the module doc)."""
+    scatter(b, value, pointer, [I64(j) for j in range(value.type.count)], valid)
 
 
 def clamped(b: ir.IRBuilder, offsets: Sequence[ir.Value], valid: ir.Value | None) -> list[ir.Value]:
