@@ -211,3 +211,48 @@ def test_traced_training_step_matches_eager(make_opt):
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-4)
     for a, b in zip(runs[1][1], runs[0][1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+class SignMomentum(optim.Optimizer):
+    """A user-defined optimizer, written as a user would: buf = b*buf + g; p -= lr * sign(buf)."""
+
+    def __init__(self, params, lr: float, beta: float = 0.9):
+        super().__init__(params, {"lr": lr, "beta": beta})
+
+    def _update(self, param, grad, group, state):
+        if "buf" not in state:
+            state["buf"] = optim.optimizer.zeros_slot(param)
+        buf = state["buf"] * group["beta"] + grad
+        state["buf"]._reset(buf)
+        param._reset(param - self._lr(group, param) * F.sign(buf))
+
+
+def test_user_defined_optimizer_matches_its_formula_eagerly_and_traced():
+    init = np.random.default_rng(3).standard_normal((3, 5)).astype(np.float32)
+    expected, buf = init.copy(), np.zeros_like(init)
+    for t in range(STEPS):
+        buf = 0.9 * buf + grads_for(t, init.shape).astype(np.float32)
+        expected = expected - np.float32(0.1) * np.sign(buf)
+    np.testing.assert_allclose(run(lambda ps: SignMomentum(ps, lr=0.1), init, np.float32)[-1], expected,
+                               rtol=1e-6, atol=1e-6)
+
+    from jitgine.jit import trace
+
+    x = np.random.default_rng(4).standard_normal((8, 5)).astype(np.float32)
+    results = []
+    for traced in (False, True):
+        p = jg.Parameter(init.copy())
+        gm, opt = GradManager().attach([p]), SignMomentum([p], lr=0.1)
+
+        def step(data):
+            with gm:
+                loss = (F.matmul(data, p, transpose_b=True) ** 2).mean()
+                gm.backward(loss)
+            opt.step().clear_grad()
+            return loss
+
+        run_step = trace(step, symbolic=True) if traced else (lambda data: step(jg.tensor(data)))
+        losses = [float(run_step(x).item()) for _ in range(3)]
+        results.append((losses, p.numpy().copy()))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-6)
