@@ -395,19 +395,10 @@ def test_higher_order_is_reported_as_unsupported():
                 inner.backward(y)
 
 
-# ----------------------------------------------------------------- windows (rules wait for eager kernels)
-
-def _needs_eager(*primitives):
-    from jitgine.core.eager import HANDLERS
-
-    missing = [p for p in primitives if p not in REGISTRY or p not in HANDLERS]
-    if missing:
-        pytest.skip(f"no eager kernels yet for {missing}")
-
+# ----------------------------------------------------------------- windows
 
 @pytest.mark.parametrize("attrs", [{}, {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2), "groups": 2}])
 def test_conv2d_vjp(attrs):
-    _needs_eager("conv2d", "conv2d_grad_input", "conv2d_grad_weight")
     rng = np.random.default_rng(3)
     check_grad(lambda x, w: apply1("conv2d", x, w, **attrs), rng.standard_normal((2, 2, 5, 5)),
                rng.standard_normal((2, 2 // attrs.get("groups", 1), 2, 2)))
@@ -415,7 +406,6 @@ def test_conv2d_vjp(attrs):
 
 @pytest.mark.parametrize("primitive", ["max_pool2d", "avg_pool2d"])
 def test_pool_vjp(primitive):
-    _needs_eager(primitive, primitive + "_grad")
     x = np.random.default_rng(4).permutation(2 * 2 * 5 * 5).reshape(2, 2, 5, 5) / 10.0  # no ties
     check_grad(lambda t: apply1(primitive, t, kernel=(2, 3), stride=(2, 1), padding=(1, 1)), x)
 

@@ -10,7 +10,6 @@ dtypes and ranks instead of sweeping everything everywhere.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import hypothesis.extra.numpy as hnp
@@ -22,8 +21,6 @@ from hypothesis import strategies as st
 import jitgine as jg
 import jitgine.functional as F
 
-HAVE_VMATH = importlib.util.find_spec("codegen.vmath") is not None
-needs_vmath = pytest.mark.skipif(not HAVE_VMATH, reason="codegen.vmath (transcendentals) is missing")
 
 FLOATS = ["float32", "float64"]
 INTS = ["int32", "int64"]
@@ -317,7 +314,6 @@ def transcendental_tolerance(dtype: str) -> dict:
     return dict(rtol=1e-6, atol=1e-6) if dtype == "float32" else dict(rtol=1e-13, atol=1e-14)
 
 
-@needs_vmath
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("name", list(TRANSCENDENTAL))
 @settings(max_examples=25)
@@ -329,7 +325,6 @@ def test_transcendental(name, dtype, data):
     assert_matches(fn(jg.tensor(a)), ref(np_fn, a, out=dtype), **transcendental_tolerance(dtype))
 
 
-@needs_vmath
 @pytest.mark.parametrize("name", list(TRANSCENDENTAL))
 def test_transcendental_special_values(name):
     fn, np_fn, _ = TRANSCENDENTAL[name]
@@ -337,7 +332,6 @@ def test_transcendental_special_values(name):
     assert_matches(fn(jg.tensor(a)), ref(np_fn, a, out="float32"), rtol=1e-6, atol=1e-6)
 
 
-@needs_vmath
 def test_transcendental_of_ints_is_float32():
     a = np.arange(-3, 4, dtype=np.int32)
     assert_matches(F.exp(jg.tensor(a)), ref(np.exp, a.astype(np.float32), out="float32"), rtol=1e-6)
@@ -345,7 +339,6 @@ def test_transcendental_of_ints_is_float32():
                    np.sqrt(np.arange(5)).astype(np.float32), rtol=1e-6)
 
 
-@needs_vmath
 @pytest.mark.parametrize("dtype", FLOATS)
 @settings(max_examples=25)
 @given(data=st.data())
@@ -358,7 +351,6 @@ def test_pow(dtype, data):
     assert_matches(jg.tensor(a) ** jg.tensor(b), F.pow(jg.tensor(a), jg.tensor(b)).numpy())
 
 
-@needs_vmath
 def test_pow_special_values():
     a = np.array([-2.0, -2.0, 0.0, 0.0, 2.0, np.nan, 1.0, 4.0], np.float32)
     b = np.array([3.0, 0.5, -1.0, 0.0, 0.0, 0.0, np.nan, 0.5], np.float32)

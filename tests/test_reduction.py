@@ -8,7 +8,6 @@ scales with the sum of magnitudes (reductions may reassociate).
 
 from __future__ import annotations
 
-import importlib.util
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -19,8 +18,6 @@ from hypothesis import strategies as st
 import jitgine as jg
 import jitgine.functional as F
 
-HAVE_VMATH = importlib.util.find_spec("codegen.vmath") is not None
-needs_vmath = pytest.mark.skipif(not HAVE_VMATH, reason="codegen.vmath (sqrt for std) is missing")
 
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)
 NONEMPTY_SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=6)
@@ -141,8 +138,6 @@ def test_argmax_argmin(name, dtype, data):
 @settings(max_examples=30)
 @given(data=st.data())
 def test_var_std(name, data):
-    if name == "std" and not HAVE_VMATH:
-        pytest.skip("codegen.vmath (sqrt for std) is missing")
     a = data.draw(hnp.arrays(np.float32, NONEMPTY_SHAPES, elements=values("float32")))
     x, a = strided(jg.tensor(a), a, data.draw(st.sampled_from(["", "T"])))
     axis = data.draw(axes_for(a.ndim))
