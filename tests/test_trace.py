@@ -246,3 +246,13 @@ def test_train_eval_switch_retraces_and_lr_change_takes_effect():
     net.train()
     train_step(x)
     assert train_step.retraces == 1 and len(train_step.executables) == 2
+
+
+def test_rank0_array_argument_keeps_its_rank():
+    @trace(symbolic=True)
+    def scale(x, s):
+        return x * s
+
+    out = scale(np.arange(3, dtype=np.float32), np.array(2.0, np.float32))
+    np.testing.assert_array_equal(out.numpy(), [0.0, 2.0, 4.0])
+    assert "f32[]" in scale.ir("input")

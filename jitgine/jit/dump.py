@@ -42,6 +42,7 @@ from ir.parser import ParseError, parse_graph
 from .. import serialization
 from ..tensor import Tensor
 from .inspection import Inspectable, Program
+from .trace import call_arguments
 
 FORMAT = "jitgine.jit.dump"
 VERSION = 1
@@ -390,18 +391,9 @@ class LoadedFunction(Inspectable):
     _program = program
 
     def _match(self, args: tuple, kwargs: dict) -> tuple[int, list[np.ndarray]]:
-        arrays, call = [], []
-        for arg in list(args) + [kwargs[k] for k in sorted(kwargs)]:
-            if isinstance(arg, Tensor):
-                arg = arg._data(f"passing a tensor to {self.__name__}")
-            if isinstance(arg, np.ndarray):
-                array = np.ascontiguousarray(Tensor(arg)._array)
-                arrays.append(array)
-                call.append({"kind": "array", "shape": list(array.shape), "dtype": array.dtype.name})
-            elif isinstance(arg, (bool, int, float, str, type(None))):
-                call.append({"kind": "scalar", "value": arg})
-            else:
-                raise TypeError(f"{self.__name__} takes tensors, arrays and Python scalars; got {type(arg)}")
+        arrays, entries = call_arguments(args, kwargs, self.__name__, TypeError)
+        call = [{"kind": "array", "shape": list(entry[1]), "dtype": np.dtype(entry[2]).name}
+                if entry[0] == "array" else {"kind": "scalar", "value": entry[1]} for entry in entries]
         for i, s in enumerate(self.bundle.signatures):
             if s.arguments == call and s.kwargs == sorted(kwargs):
                 return i, arrays

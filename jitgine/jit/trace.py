@@ -222,6 +222,26 @@ def _flatten(result: Any) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
     raise TraceError(f"a traced function may return tensors, tuples, lists and dicts of them; got {type(result)}")
 
 
+def call_arguments(args: tuple, kwargs: dict, callee: str,
+                   error: type[Exception]) -> tuple[list[np.ndarray], list[tuple]]:
+    """The array arguments of a call (C-contiguous copies, rank kept) and one entry per argument:
+    ("array", shape, dtype) or ("scalar", value); keyword arguments follow in name order."""
+    arrays, entries = [], []
+    for arg in list(args) + [kwargs[k] for k in sorted(kwargs)]:
+        if isinstance(arg, Tensor):
+            arg = arg._data(f"passing a tensor to {callee}")
+        if isinstance(arg, np.ndarray):
+            # The copy also keeps an argument from aliasing a state buffer updated in place.
+            array = np.asarray(Tensor(arg)._array, order="C")
+            arrays.append(array)
+            entries.append(("array", array.shape, array.dtype.str))
+        elif isinstance(arg, (bool, int, float, str, type(None))):
+            entries.append(("scalar", arg))
+        else:
+            raise error(f"{callee} takes tensors, arrays and Python scalars; got {type(arg)}")
+    return arrays, entries
+
+
 class trace(Inspectable):
     """Compile a function (e.g. a whole training step) into one native call.
 
@@ -277,18 +297,7 @@ class trace(Inspectable):
         write_dump(bundle_from_trace(self), path)
 
     def _signature(self, args: tuple, kwargs: dict) -> tuple[list[np.ndarray], tuple]:
-        arrays, key = [], []
-        for arg in list(args) + [kwargs[k] for k in sorted(kwargs)]:
-            if isinstance(arg, Tensor):
-                arg = arg._data("passing a traced tensor to a traced function")
-            if isinstance(arg, np.ndarray):
-                array = np.ascontiguousarray(Tensor(arg)._array)
-                arrays.append(array)
-                key.append(("array", array.shape, array.dtype.str))
-            elif isinstance(arg, (bool, int, float, str, type(None))):
-                key.append(("scalar", arg))
-            else:
-                raise TraceError(f"traced functions take tensors, arrays and Python scalars; got {type(arg)}")
+        arrays, key = call_arguments(args, kwargs, "a traced function", TraceError)
         key.append(("modules", modes.state()))
         key.append(("kwargs", tuple(sorted(kwargs))))
         return arrays, tuple(key)
