@@ -32,7 +32,7 @@ from ir.printer import print_graph
 from ir.ops import view_of
 from ir.types import DType, TensorType, contiguous_strides
 
-from . import cache, kernels, target
+from . import cache, jobs, kernels, split, target
 from .argreduce import define_arg_reduce
 from .elementwise import KERNEL_TYPE, define_fused_kernel
 from .emit import I8, I32, I64
@@ -386,30 +386,37 @@ def _lower(graph: Graph, plan: MemoryPlan) -> Lowering:
     return ctx
 
 
-def _graph_entry(names: list[str], nodes: list[Node | None], graph: Graph, obj: bytes) -> bytes:
-    """A graph cache entry: one JSON line (kernel names, the index of each kernel's node), then the object."""
+def _graph_entry(names: list[str], nodes: list[Node | None], graph: Graph, objects: list[bytes]) -> bytes:
+    """A graph cache entry: one JSON line (kernel names, the index of each kernel's node, the
+    object files' sizes), then the object files (the parts of the module)."""
     index = {node: i for i, node in enumerate(graph.nodes)}
-    meta = {"kernel_names": names, "kernel_nodes": [None if n is None else index[n] for n in nodes]}
-    return json.dumps(meta).encode() + b"\n" + obj
+    meta = {"kernel_names": names, "kernel_nodes": [None if n is None else index[n] for n in nodes],
+            "objects": [len(obj) for obj in objects]}
+    return json.dumps(meta).encode() + b"\n" + b"".join(objects)
 
 
-def _parse_graph_entry(payload: bytes, graph: Graph) -> tuple[list[str], list[Node | None], bytes] | None:
-    """(kernel names, kernel nodes, object code) of a graph entry; None if it does not fit `graph`."""
-    line, _, obj = payload.partition(b"\n")
+def _parse_graph_entry(payload: bytes, graph: Graph) -> tuple[list[str], list[Node | None], list[bytes]] | None:
+    """(kernel names, kernel nodes, object files) of a graph entry; None if it does not fit `graph`."""
+    line, _, data = payload.partition(b"\n")
     try:
         meta = json.loads(line)
         names = [str(n) for n in meta["kernel_names"]]
         nodes = [None if i is None else graph.nodes[i] for i in meta["kernel_nodes"]]
+        sizes = [int(size) for size in meta["objects"]]
     except (ValueError, KeyError, TypeError, IndexError):
         return None
-    return (names, nodes, obj) if len(names) == len(nodes) and obj else None
+    if len(names) != len(nodes) or not sizes or min(sizes) <= 0 or sum(sizes) != len(data):
+        return None
+    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    return names, nodes, [data[offsets[i]:offsets[i + 1]] for i in range(len(sizes))]
 
 
 def compile_graph(graph: Graph) -> CompiledGraph:
     """Lower `graph` (already optimised: elementwise work in fused nodes) to native code.
 
-    A graph compiled before (same text, host, versions and back-end sources) is loaded from the
-    disk cache's graph entry without building its LLVM IR; `CompiledGraph.llvm_ir` builds it on demand.
+    A large module is split into parts compiled in parallel (codegen.split, codegen.jobs). A graph
+    compiled before (same text, host, versions and back-end sources) is loaded from the disk
+    cache's graph entry without building its LLVM IR; `CompiledGraph.llvm_ir` builds it on demand.
     """
     start = time.perf_counter()
     plan = plan_memory(graph)
@@ -419,12 +426,13 @@ def compile_graph(graph: Graph) -> CompiledGraph:
     llvm_ir = None
     if hit is None:
         ctx = _lower(graph, plan)
-        llvm_ir = str(ctx.module)
-        obj = cache.cached_object(llvm_ir, target.object_code)
-        cache.store_graph(key, _graph_entry(ctx.kernel_names, ctx.kernel_nodes, graph, obj))
-        hit = ctx.kernel_names, ctx.kernel_nodes, obj
-    names, nodes, obj = hit
-    loaded = target.LoadedObject(obj)
+        parts = split.partition(ctx.module, jobs.compile_jobs())
+        llvm_ir = parts[0] if len(parts) == 1 else None  # a split module's whole text is built on demand
+        objects = jobs.object_codes(parts)
+        cache.store_graph(key, _graph_entry(ctx.kernel_names, ctx.kernel_nodes, graph, objects))
+        hit = ctx.kernel_names, ctx.kernel_nodes, objects
+    names, nodes, objects = hit
+    loaded = target.LoadedObject(objects)
     n_in, n_out = len(graph.inputs), len(graph.outputs)
     compiled = CompiledGraph(
         graph=graph, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=n_in,

@@ -13,6 +13,15 @@ register-blocked micro-kernel (codegen.gemm_kernel) over the MR x NR tiles.
 Small problems (one K block, operands within half of L2) skip packing: the
 micro-kernel reads op(A), and op(B) when not transposed, in place.
 
+The loop nest (`body`), micro-kernels and packers are defined once per module,
+dtype and transposition and shared by all its GEMMs: a GEMM of its own is a
+small driver (blocking arithmetic, constants for static shapes) and, when it
+has one, its fused epilogue, a function the body calls (through the context)
+after the last K block's micro-kernel: it reads the tile the micro-kernel
+wrote to a stack buffer (still in L1) and writes C once. (One loop nest and
+12 micro-kernels per GEMM, each with the epilogue inlined, made a training
+step's module 4.4 MB of LLVM IR and 15 s of compile time.)
+
 How M and N are cut up depends on the thread count; the arithmetic of an
 element does not: K blocks depend on K only (never split across threads),
 and every path runs the same FMA chain in k order, packed or not, full tile
@@ -34,8 +43,9 @@ from llvmlite import ir
 from . import cache, target
 from .gemm_kernel import (
     ELEMENT_TYPES, I1, I64, Blocking, Epilogue, EpilogueIndex, blocking_for, ceil_div, define_micro_kernel,
-    define_pack, entry_alloca, gep, imin,
+    define_pack, micro_heights, entry_alloca, gep, imin, new_function, vector_pointer,
 )
+from .lanes import masked_store
 from .loops import for_range
 from .parallel import define_parallel_for
 
@@ -45,12 +55,9 @@ I8P = ir.IntType(8).as_pointer()
 # Below this many multiply-adds a problem runs on the calling thread: waking
 # the OpenMP team costs a few microseconds, about a 64^3 product on one core.
 PARALLEL_MIN_FMAS = 1 << 18
-# Problems whose operands take at most this much skip packing (see _define_body).
+# Problems whose operands take at most this much skip packing (see _shared_body).
 DIRECT_MAX_BYTES = target.host().l2_bytes // 2
 DIRECT_A_MAX_PANELS = 4
-
-# ctx struct: the 13 GEMM arguments, then mc, ncb, mb, nb (the task grid), then the extra args
-_CTX_FIELDS = 17
 
 
 def _declare(module: ir.Module, name: str, ret: ir.Type, args: Sequence[ir.Type]) -> ir.Function:
@@ -58,6 +65,13 @@ def _declare(module: ir.Module, name: str, ret: ir.Type, args: Sequence[ir.Type]
     if existing is not None:
         return existing
     return ir.Function(module, ir.FunctionType(ret, list(args)), name)
+
+
+def _shared_pack(module: ir.Module, blk: Blocking, operand: str, along_k_contiguous: bool) -> ir.Function:
+    """The module's packer for `operand` in this layout (every GEMM of the module shares it)."""
+    name = f"gemm.{blk.dtype}.pack_{operand}{'_k' if along_k_contiguous else ''}"
+    existing = module.globals.get(name)
+    return existing if existing is not None else define_pack(module, name, blk, operand, along_k_contiguous)
 
 
 def _scratch(b: ir.IRBuilder, blk: Blocking, elements: ir.Value) -> ir.Value:
@@ -74,26 +88,42 @@ def _free(b: ir.IRBuilder, pointer: ir.Value) -> None:
     b.call(free, [b.bitcast(pointer, I8P)])
 
 
-def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, trans_b: bool,
-                 ctx_type: ir.LiteralStructType, extra_types: Sequence[ir.Type],
-                 epilogue: Epilogue | None, static_shape: tuple[int, int, int, int] | None) -> ir.Function:
-    """`void body(ctx, begin, end)`: macro-tiles [begin, end) of the batch x M x N grid."""
-    kernels = [define_micro_kernel(module, f"{name}.micro{rows}", blk, rows, blk.nv, extra_types, epilogue)
-               for rows in range(1, blk.mr + 1)]
-    narrow_kernels = [define_micro_kernel(module, f"{name}.micro{rows}x1", blk, rows, 1, extra_types, epilogue)
-                      for rows in range(1, blk.mr + 1)] if blk.nv > 1 else kernels
-    pack_a = define_pack(module, f"{name}.pack_a", blk, "A", along_k_contiguous=not trans_a)
-    pack_b = define_pack(module, f"{name}.pack_b", blk, "B", along_k_contiguous=trans_b)
+def _epilogue_type(blk: Blocking) -> ir.FunctionType:
+    """A tile epilogue: (tile, c, ldc, rows, cols, batch, row, col, extras struct)."""
+    P = blk.element.as_pointer()
+    return ir.FunctionType(ir.VoidType(), [P, P, I64, I64, I64, I64, I64, I64, I8P])
 
-    body = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P, I64, I64]), name + ".body")
+
+def _ctx_type(blk: Blocking) -> ir.LiteralStructType:
+    """The body's context: the 13 GEMM arguments, mc, ncb, mb, nb (the task grid), the tile
+    epilogue (null: none) and the struct of its extra arguments."""
+    P = blk.element.as_pointer()
+    return ir.LiteralStructType([P, P, P] + [I64] * 14 + [_epilogue_type(blk).as_pointer(), I8P])
+
+
+def _shared_body(module: ir.Module, blk: Blocking, trans_a: bool, trans_b: bool) -> ir.Function:
+    """`void body(ctx, begin, end)`: macro-tiles [begin, end) of the batch x M x N grid. One per
+    module, dtype and transposition: every GEMM of a graph with those shares it (sizes, epilogue
+    and its arguments come in the context), so a training step compiles a few, not one per product."""
+    name = f"gemm.{blk.dtype}.body{int(trans_a)}{int(trans_b)}"
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    heights = micro_heights(blk)
+    kernels = [define_micro_kernel(module, blk, height, blk.nv) for height in heights]
+    narrow_kernels = [define_micro_kernel(module, blk, height, 1) for height in heights] \
+        if blk.nv > 1 else kernels
+    pack_a = _shared_pack(module, blk, "A", along_k_contiguous=not trans_a)
+    pack_b = _shared_pack(module, blk, "B", along_k_contiguous=trans_b)
+
+    ctx_type = _ctx_type(blk)
+    body = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P, I64, I64]), name)
     body.linkage = "internal"
     b = ir.IRBuilder(body.append_basic_block("entry"))
     ctx = b.bitcast(body.args[0], ctx_type.as_pointer())
     fields = [b.load(b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(i)])) for i in range(len(ctx_type.elements))]
-    A, B, C, batch, M, N, K, lda, ldb, ldc, sa, sb, sc, mc, ncb, mb, nb = fields[:_CTX_FIELDS]
-    extras = fields[_CTX_FIELDS:]
-    if static_shape is not None:
-        batch, M, N, K = (I64(v) for v in static_shape)
+    A, B, C, batch, M, N, K, lda, ldb, ldc, sa, sb, sc, mc, ncb, mb, nb, tile_epilogue, extras = fields
+    fused = b.icmp_unsigned("!=", tile_epilogue, ir.Constant(tile_epilogue.type, None))
     begin, end = body.args[1], body.args[2]
 
     # K blocks of (almost) equal length, at most KC: depends on K only.
@@ -111,6 +141,11 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
     direct_b = I1(0) if trans_b else small
     a_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, mc, blk.mr), I64(blk.mr)), kc))
     b_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, ncb, blk.nr), I64(blk.nr)), kc))
+    # The last K block of a fused GEMM: the micro-kernel writes its tile here (L1), the epilogue
+    # reads it and writes C once.
+    result_tile = entry_alloca(b, ir.ArrayType(blk.element, blk.mr * blk.nr), "result_tile")
+    result_tile.align = 64
+    result_tile = b.gep(result_tile, [ir.IntType(32)(0), ir.IntType(32)(0)])
 
     # Tasks are numbered (batch, N block, M block) with M fastest, so a thread's
     # consecutive tasks share a B block: pack it once per K block for all of them.
@@ -154,28 +189,77 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
                         rows = imin(b, I64(blk.mr), b.sub(m_cur, ir_))
                         a_panel = b.select(direct_a, gep(b, a_src, b.mul(ir_, a_rs)),
                                            gep(b, a_buffer, b.mul(ir_, k_cur)))
+                        c_tile = gep(b, c_base, b.mul(ir_, ldc), jr)
+                        to_tile = b.and_(last, fused)
+                        c_out = b.select(to_tile, result_tile, c_tile)
+                        ld_out = b.select(to_tile, I64(blk.nr), ldc)
                         args = [a_panel, b.select(direct_a, a_rs, I64(1)), b.select(direct_a, a_ks, I64(blk.mr)),
-                                b_panel, b_ks, k_cur, gep(b, c_base, b.mul(ir_, ldc), jr), ldc, cols, first, last,
-                                bi, b.add(i0, ir_), b.add(j0, jr), *extras]
+                                b_panel, b_ks, k_cur, c_tile, ldc, c_out, ld_out, rows, cols, first]
                         with b.if_else(b.icmp_signed(">", cols, I64(blk.lanes))) as (wide, narrow):
                             with wide:
-                                _call_by_rows(b, kernels, rows, args)
+                                _call_by_rows(b, kernels, heights, rows, args)
                             with narrow:
-                                _call_by_rows(b, narrow_kernels, rows, args)
+                                _call_by_rows(b, narrow_kernels, heights, rows, args)
+                        with b.if_then(to_tile):
+                            b.call(tile_epilogue, [result_tile, c_tile, ldc, rows, cols, bi, b.add(i0, ir_),
+                                                   b.add(j0, jr), extras])
     _free(b, a_buffer)
     _free(b, b_buffer)
     b.ret_void()
     return body
 
 
-def _call_by_rows(b: ir.IRBuilder, kernels: list[ir.Function], rows: ir.Value, args: list[ir.Value]) -> None:
-    """Call kernels[rows - 1]: the full-height kernel is the common case."""
+def define_tile_epilogue(module: ir.Module, name: str, blk: Blocking, extra_types: Sequence[ir.Type],
+                         epilogue: Epilogue) -> ir.Function:
+    """`name(tile, c, ldc, rows, cols, batch, row, col, extras)`: C[r, j] = epilogue(tile[r, j])
+    for the rows x cols output tile at (batch, row, col) of C, read from the micro-kernel's result
+    `tile` (MR x NR, row stride NR, still in L1); `extras` points at a struct of the epilogue's
+    arguments. Whole vectors, then one partial vector per row (`EpilogueIndex.valid`): every
+    element once, after its whole K reduction."""
+    T, V, L = blk.element, blk.vector, blk.lanes
+    fn = ir.Function(module, _epilogue_type(blk), name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    tile, c, ldc, rows, cols, batch, row, col, extras_struct = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    struct = b.bitcast(extras_struct, ir.LiteralStructType(list(extra_types)).as_pointer())
+    extras = [b.load(b.gep(struct, [ir.IntType(32)(0), ir.IntType(32)(i)])) for i in range(len(extra_types))]
+
+    def apply(r: ir.Value, v: int, valid: ir.Value | None) -> None:
+        value = b.load(vector_pointer(b, gep(b, tile, b.mul(r, I64(blk.nr)), v * L), V), align=blk.element_bytes)
+        index = EpilogueIndex(batch, b.add(row, r), b.add(col, I64(v * L)), L, "col", valid)
+        result = epilogue(b, value, index, extras)
+        target = gep(b, c, b.mul(r, ldc), v * L)
+        if valid is None:
+            b.store(result, vector_pointer(b, target, V), align=blk.element_bytes)
+        else:
+            masked_store(b, result, target, valid)
+
+    with for_range(b, I64(0), rows, name="r") as r:
+        for v in range(blk.nv):
+            left = b.sub(cols, I64(v * L))
+            with b.if_else(b.icmp_signed(">=", left, I64(L))) as (whole, part):
+                with whole:
+                    apply(r, v, None)
+                with part:
+                    with b.if_then(b.icmp_signed(">", left, I64(0))):
+                        apply(r, v, left)
+    b.ret_void()
+    return fn
+
+
+def _call_by_rows(b: ir.IRBuilder, kernels: list[ir.Function], heights: Sequence[int], rows: ir.Value,
+                  args: list[ir.Value]) -> None:
+    """Call the kernel of the lowest height >= rows: the full-height kernel is the common case."""
     done = b.append_basic_block("rows.done")
     full = b.append_basic_block("rows.full")
     switch = b.switch(rows, full)
-    for count, kernel in enumerate(kernels[:-1], start=1):
-        case = b.append_basic_block(f"rows.{count}")
-        switch.add_case(I64(count), case)
+    lower = 0
+    for height, kernel in zip(heights[:-1], kernels[:-1]):
+        case = b.append_basic_block(f"rows.{height}")
+        for count in range(lower + 1, height + 1):
+            switch.add_case(I64(count), case)
+        lower = height
         b.position_at_end(case)
         b.call(kernel, args)
         b.branch(done)
@@ -191,11 +275,11 @@ def define_gemm(module: ir.Module, name: str, dtype: str, trans_a: bool, trans_b
                 static_shape: tuple[int, int, int, int] | None = None) -> ir.Function:
     """Define the batched GEMM `name` in `module` (signature in the module doc).
 
-    `epilogue(builder, value, index, extra_args)` maps each output value (a
-    vector of `index.lanes` columns or a scalar) to what is stored, once per
-    element after the whole K reduction. `static_shape` = (batch, M, N, K)
-    bakes the sizes in; the signature stays the same and the size arguments
-    are ignored.
+    `epilogue(builder, value, index, extra_args)` maps each output vector (`index.lanes` columns,
+    of which the first `index.valid` are elements when that is set) to what is stored, once per
+    element after the whole K reduction, on the tile the micro-kernel left in L1. `static_shape`
+    = (batch, M, N, K) bakes the sizes into this function (its blocking arithmetic folds to
+    constants); the signature stays the same and the size arguments are ignored.
     """
     if dtype not in ELEMENT_TYPES:
         raise ValueError(f"define_gemm: dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -206,9 +290,10 @@ def define_gemm(module: ir.Module, name: str, dtype: str, trans_a: bool, trans_b
     extra_arg_types = list(extra_arg_types)
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P, P, P] + [I64] * 10 + extra_arg_types), name)
     fn.attributes.add("nounwind")
-    ctx_type = ir.LiteralStructType([P, P, P] + [I64] * 14 + extra_arg_types)
-    body = _define_body(module, name, blk, trans_a, trans_b, ctx_type, extra_arg_types, epilogue, static_shape)
-    driver = define_parallel_for(module, body)
+    ctx_type = _ctx_type(blk)
+    driver = define_parallel_for(module, _shared_body(module, blk, trans_a, trans_b))
+    tile_epilogue = None if epilogue is None else \
+        define_tile_epilogue(module, name + ".epilogue", blk, extra_arg_types, epilogue)
 
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args = list(fn.args)
@@ -227,7 +312,15 @@ def define_gemm(module: ir.Module, name: str, dtype: str, trans_a: bool, trans_b
     mb, nb, mc, ncb = _split(b, blk, batch, M, N, threads)
 
     ctx = entry_alloca(b, ctx_type, "ctx")
-    values = args[:13] + [mc, ncb, mb, nb] + args[13:]
+    epilogue_fn = ir.Constant(_epilogue_type(blk).as_pointer(), None) if tile_epilogue is None else tile_epilogue
+    extras = ir.Constant(I8P, None)
+    if extra_arg_types:
+        extras_type = ir.LiteralStructType(extra_arg_types)
+        extras_struct = entry_alloca(b, extras_type, "extras")
+        for i, value in enumerate(args[13:]):
+            b.store(value, b.gep(extras_struct, [ir.IntType(32)(0), ir.IntType(32)(i)]))
+        extras = b.bitcast(extras_struct, I8P)
+    values = args[:13] + [mc, ncb, mb, nb, epilogue_fn, extras]
     for i, value in enumerate(values):
         b.store(value, b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(i)]))
     tasks = b.mul(batch, b.mul(mb, nb))

@@ -284,15 +284,22 @@ class EpilogueIndex:
 
 Epilogue = Callable[[ir.IRBuilder, ir.Value, EpilogueIndex, Sequence[ir.Value]], ir.Value]
 
-# Micro-kernel arguments: a, a_row_stride, a_k_stride, b, b_k_stride, kc,
-# c, ldc, cols (valid columns, <= NR), first (i1: no earlier K block, so C is
-# overwritten), last (i1: final K block, apply the epilogue), batch, row, col, extras...
-MICRO_ARGS = 14
+
+def micro_heights(blk: Blocking) -> tuple[int, ...]:
+    """The tile heights that get a micro-kernel: MR, MR/2 and 1. An edge tile of `rows` rows runs
+    the lowest height >= rows, computing (never storing) up to height - rows extra rows: three
+    kernels instead of MR keep the code (and its compile time) small for a few wasted FMAs on
+    edge tiles, while a single row (matrix-vector) still computes one."""
+    return tuple(sorted({blk.mr, -(-blk.mr // 2), 1}))
 
 
-def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int, vectors: int,
-                        extra_types: Sequence[ir.Type], epilogue: Epilogue | None) -> ir.Function:
-    """C tile (rows x vectors*L, cols valid) = sum_k A[:, k] B[k, :], stored per the flags.
+def define_micro_kernel(module: ir.Module, blk: Blocking, height: int, vectors: int) -> ir.Function:
+    """`micro(a, a_row_stride, a_k_stride, b, b_k_stride, kc, c_in, ld_in, c_out, ld_out, rows, cols, first)`:
+    C tile (`rows` <= height rows, vectors*L columns of which `cols` valid) = sum_k A[:, k] B[k, :],
+    stored at c_out as (first ? 0 : c_in) + the sum. One definition per (dtype, height, vectors)
+    serves every GEMM of a module: epilogues run on the stored tile (codegen.gemm), so the FMA
+    loop, most of a GEMM's code, is compiled once, not once per fused GEMM. Rows past `rows`
+    read A's last valid row again (in bounds) and are not stored.
 
     `vectors` < NV serves narrow last panels (N % NR <= L) without computing
     the zero padding.
@@ -302,29 +309,32 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int, 
     slower than constants (the row pointers are hoisted, the FMAs bound the
     loop), and one kernel per row count serves both paths.
     """
+    name = f"gemm.{blk.dtype}.micro{height}x{vectors}"
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
     T, V, L, nv = blk.element, blk.vector, blk.lanes, vectors
     width = nv * L
     P = T.as_pointer()
-    fn = new_function(module, name, [P, I64, I64, P, I64, I64, P, I64, I64, I1, I1, I64, I64, I64,
-                                     *extra_types])
+    fn = new_function(module, name, [P, I64, I64, P, I64, I64, P, I64, P, I64, I64, I64, I1])
     # Out of line: one call per tile costs little next to its kc x 2*rows FMAs, and
     # inlining all MR variants into the loop nest triples the compile time.
     fn.attributes.add("noinline")
-    a, a_rs, a_ks, bp, b_ks, kc, c, ldc, cols, first, last, batch, row, col = fn.args[:MICRO_ARGS]
-    extras = list(fn.args[MICRO_ARGS:])
+    a, a_rs, a_ks, bp, b_ks, kc, c_in, ld_in, c_out, ld_out, rows, cols, first = fn.args
     b = ir.IRBuilder(fn.entry_basic_block)
     zero = ir.Constant(V, [0.0] * L)
-    acc_slots = [[entry_alloca(b, V, f"acc{r}_{v}") for v in range(nv)] for r in range(rows)]
+    acc_slots = [[entry_alloca(b, V, f"acc{r}_{v}") for v in range(nv)] for r in range(height)]
     for slots in acc_slots:
         for slot in slots:
             b.store(zero, slot)
-    a_rows = [gep(b, a, b.mul(I64(r), a_rs)) for r in range(rows)]
+    last_row = b.sub(rows, I64(1))
+    a_rows = [a] + [gep(b, a, b.mul(imin(b, I64(r), last_row), a_rs)) for r in range(1, height)]
     # The C tile is read (K blocks after the first) and written only after the
     # k loop: fetch its lines now so those accesses do not stall on memory.
     prefetch = module.globals.get("llvm.prefetch.p0") or ir.Function(
         module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), I32, I32, I32]), "llvm.prefetch.p0")
-    for r in range(rows):
-        c_row = gep(b, c, b.mul(I64(r), ldc))
+    for r in range(height):
+        c_row = gep(b, c_in, b.mul(imin(b, I64(r), last_row), ld_in))
         for offset in sorted({0, width - 1}):
             line = b.bitcast(gep(b, c_row, offset), ir.IntType(8).as_pointer())
             b.call(prefetch, [line, ir.IntType(32)(1), ir.IntType(32)(3), ir.IntType(32)(1)])
@@ -333,7 +343,7 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int, 
         b_k = gep(b, bp, b.mul(k, b_ks))
         b_vectors = [b.load(vector_pointer(b, gep(b, b_k, v * L), V), align=blk.element_bytes) for v in range(nv)]
         a_k = b.mul(k, a_ks)
-        for r in range(rows):
+        for r in range(height):
             broadcast = splat(b, b.load(gep(b, a_rows[r], a_k)), L)
             for v in range(nv):
                 slot = acc_slots[r][v]
@@ -346,57 +356,36 @@ def define_micro_kernel(module: ir.Module, name: str, blk: Blocking, rows: int, 
     with for_range(b, k_main, kc, name="k1") as k:
         step(k)
 
-    def finish(value: ir.Value, pointer: ir.Value, r: ir.Value, column: ir.Value, lanes: int,
-               apply_epilogue: bool) -> None:
-        """C = (first ? 0 : C) + value, then the epilogue on the last K block."""
-        typed = vector_pointer(b, pointer, value.type) if lanes > 1 else pointer
-        previous = b.load(typed, align=blk.element_bytes)
-        value = b.select(first, value, b.fadd(previous, value))
-        if apply_epilogue:
-            value = epilogue(b, value, EpilogueIndex(batch, b.add(row, r), column, lanes), extras)
-        b.store(value, typed, align=blk.element_bytes)
+    def finish(value: ir.Value, r: ir.Value, column: ir.Value | int, lanes: int) -> None:
+        """C_out = (first ? 0 : C_in) + value at (r, column)."""
+        source = gep(b, c_in, b.mul(r, ld_in), column)
+        target = gep(b, c_out, b.mul(r, ld_out), column)
+        if lanes > 1:
+            source, target = vector_pointer(b, source, value.type), vector_pointer(b, target, value.type)
+        previous = b.load(source, align=blk.element_bytes)
+        b.store(b.select(first, value, b.fadd(previous, value)), target, align=blk.element_bytes)
 
     accumulators = [[b.load(slot) for slot in slots] for slots in acc_slots]
-    tile = entry_alloca(b, ir.ArrayType(T, rows * width), "tile")
-
-    def store_full(apply_epilogue: bool) -> None:
-        for r in range(rows):
-            c_row = gep(b, c, b.mul(I64(r), ldc))
-            for v in range(nv):
-                finish(accumulators[r][v], gep(b, c_row, v * L), I64(r), b.add(col, I64(v * L)), L,
-                       apply_epilogue)
-
-    def store_edge(apply_epilogue: bool) -> None:
-        """Write `cols` columns of the spilled tile: whole vectors, then scalars."""
-        vector_cols = b.mul(b.sdiv(cols, I64(L)), I64(L))
-        with for_range(b, I64(0), I64(rows), name="er") as r:
-            c_row = gep(b, c, b.mul(r, ldc))
-            t_row = gep(b, tile_ptr, b.mul(r, I64(width)))
-            with for_range(b, I64(0), vector_cols, L, name="ev") as j:
-                value = b.load(vector_pointer(b, gep(b, t_row, j), V), align=blk.element_bytes)
-                finish(value, gep(b, c_row, j), r, b.add(col, j), L, apply_epilogue)
-            with for_range(b, vector_cols, cols, name="es") as j:
-                finish(b.load(gep(b, t_row, j)), gep(b, c_row, j), r, b.add(col, j), 1, apply_epilogue)
-
-    def with_and_without_epilogue(store: Callable[[bool], None]) -> None:
-        if epilogue is None:
-            store(False)
-            return
-        with b.if_else(last) as (final_block, partial_block):
-            with final_block:
-                store(True)
-            with partial_block:
-                store(False)
-
-    with b.if_else(b.icmp_signed(">=", cols, I64(width))) as (full_tile, edge_tile):
+    tile = entry_alloca(b, ir.ArrayType(T, height * width), "tile")
+    whole = b.and_(b.icmp_signed(">=", cols, I64(width)), b.icmp_signed(">=", rows, I64(height)))
+    with b.if_else(whole) as (full_tile, edge_tile):
         with full_tile:
-            with_and_without_epilogue(store_full)
+            for r in range(height):
+                for v in range(nv):
+                    finish(accumulators[r][v], I64(r), v * L, L)
         with edge_tile:
+            # Spill the tile, then write `rows` x `cols` of it: whole vectors, then scalars.
             tile_ptr = b.gep(tile, [I32(0), I32(0)])
-            for r in range(rows):
+            for r in range(height):
                 for v in range(nv):
                     b.store(accumulators[r][v], vector_pointer(b, gep(b, tile_ptr, r * width + v * L), V),
                             align=blk.element_bytes)
-            with_and_without_epilogue(store_edge)
+            vector_cols = b.mul(b.sdiv(cols, I64(L)), I64(L))
+            with for_range(b, I64(0), rows, name="er") as r:
+                t_row = gep(b, tile_ptr, b.mul(r, I64(width)))
+                with for_range(b, I64(0), vector_cols, L, name="ev") as j:
+                    finish(b.load(vector_pointer(b, gep(b, t_row, j), V), align=blk.element_bytes), r, j, L)
+                with for_range(b, vector_cols, cols, name="es") as j:
+                    finish(b.load(gep(b, t_row, j)), r, j, 1)
     b.ret_void()
     return fn

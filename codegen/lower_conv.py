@@ -5,10 +5,14 @@ every size baked in: the direct convolution (codegen.conv_direct: padded copy,
 prepared weights, tap kernel with constant offset tables), im2col / col2im and
 pooling plane kernels (codegen.conv, codegen.pool) called with constant meta
 arrays, a GEMM (codegen.gemm) per batch chunk and group, and scratch
-malloc'ed and freed by the entry.
+malloc'ed and freed by the entry. Kernels that read their sizes from meta
+arrays (everything but a direct convolution with a fused epilogue) are
+defined once per module and shared by every node that needs them.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from llvmlite import ir
 
@@ -53,6 +57,11 @@ class _Emitter:
         free = _declare(self.ctx.module, "free", ir.FunctionType(ir.VoidType(), [I8P]))
         self.b.call(free, [self.b.bitcast(pointer, I8P)])
 
+    def shared(self, name: str, define: Callable[[ir.Module, str], ir.Function]) -> ir.Function:
+        """Kernel `name`, defined once per module: these kernels take every size from their meta
+        array, so all nodes of a graph that need the same one call one copy (compiled once)."""
+        return self.ctx.module.globals.get(name) or define(self.ctx.module, name)
+
     def constant_array(self, values) -> ir.Value:
         """An i64* to a constant global holding `values`."""
         array = ir.ArrayType(I64, len(values))
@@ -74,8 +83,8 @@ class _Emitter:
     def padded(self, plan: conv_direct.DirectPlan, src: ir.Value) -> ir.Value:
         """Scratch holding the zero-padded copy of src that a direct plan reads."""
         padded = self.scratch(plan.padded_elements())
-        self.plane_call(conv_direct.define_pad(self.ctx.module, self.name + ".pad", self.dtype), [padded, src],
-                        plan.pad_meta())
+        pad = self.shared(f"conv.{self.dtype}.pad", lambda m, n: conv_direct.define_pad(m, n, self.dtype))
+        self.plane_call(pad, [padded, src], plan.pad_meta())
         slack = plan.width + 16  # lanes read past the last row: keep them finite
         with for_range(self.b, I64(plan.padded_elements() - slack), I64(plan.padded_elements()), name="slack") as i:
             self.b.store(ir.Constant(self.element, 0.0), self.b.gep(padded, [i]))
@@ -84,7 +93,8 @@ class _Emitter:
     def direct_grad_weight(self, plan: conv_direct.DirectPlan, dw: ir.Value, x: ir.Value, dy: ir.Value) -> None:
         """grad_weight by the direct reduction kernel (codegen.conv_direct.define_grad_weight)."""
         padded = self.padded(plan, x)
-        kernel = conv_direct.define_grad_weight(self.ctx.module, self.name + ".dw", self.dtype, plan.rows, plan.nv)
+        kernel = self.shared(f"conv.{self.dtype}.grad_weight{plan.rows}x{plan.nv}",
+                             lambda m, n: conv_direct.define_grad_weight(m, n, self.dtype, plan.rows, plan.nv))
         self.plane_call(kernel, [dw, padded, dy, self.constant_array(plan.tables()[1])], plan.kernel_meta())
         self.free(padded)
 
@@ -97,10 +107,15 @@ class _Emitter:
         wmat = w
         if plan.weight_elements():
             wmat = self.scratch(plan.weight_elements())
-            scatter = conv_direct.define_weight_scatter(module, self.name + ".weights", dtype)
+            scatter = self.shared(f"conv.{dtype}.weights", lambda m, n: conv_direct.define_weight_scatter(m, n, dtype))
             self.plane_call(scatter, [wmat, w], plan.weight_meta())
-        kernel = conv_direct.define_direct_conv(module, self.name + ".direct", dtype, plan.orientation, plan.nv,
-                                                plan.rows, epilogue, epilogue.arg_types if epilogue else ())
+        if epilogue is None:
+            kernel = self.shared(f"conv.{dtype}.direct{plan.orientation}{plan.rows}x{plan.nv}",
+                                 lambda m, n: conv_direct.define_direct_conv(m, n, dtype, plan.orientation, plan.nv,
+                                                                             plan.rows))
+        else:
+            kernel = conv_direct.define_direct_conv(module, self.name + ".direct", dtype, plan.orientation, plan.nv,
+                                                    plan.rows, epilogue, epilogue.arg_types)
         a_off, b_off = (self.constant_array(t) for t in plan.tables())
         self.plane_call(kernel, [dst, padded, wmat, a_off, b_off], plan.kernel_meta(), list(extras))
         self.free(padded)
@@ -108,8 +123,8 @@ class _Emitter:
             self.free(wmat)
 
     def gemm(self, trans_a: bool, trans_b: bool) -> ir.Function:
-        key = f"{self.name}.gemm{int(trans_a)}{int(trans_b)}"
-        return self.ctx.module.globals.get(key) or define_gemm(self.ctx.module, key, self.dtype.name, trans_a, trans_b)
+        return self.shared(f"conv.{self.dtype}.gemm{int(trans_a)}{int(trans_b)}",
+                           lambda m, n: define_gemm(m, n, self.dtype.name, trans_a, trans_b))
 
 
 def _grain(tasks: int, work: int) -> int:
@@ -169,12 +184,12 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
         if plan is not None:
             e.direct_grad_weight(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))
             return
-    im2col = define_im2col(ctx.module, e.name + ".im2col", out.type.dtype)
+    im2col = e.shared(f"conv.{dtype}.im2col", lambda m, n: define_im2col(m, n, dtype))
     if node.op == "conv2d_grad_input":
         chunk = max(1, min(n, SCRATCH_ELEMENTS // (c * kk * p)))
         col = e.scratch(chunk * c * kk * p)
         gemm = e.gemm(True, False)
-        col2im = define_col2im(ctx.module, e.name + ".col2im", out.type.dtype)
+        col2im = e.shared(f"conv.{dtype}.col2im", lambda m, n: define_col2im(m, n, dtype))
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
             for g in range(groups):
@@ -226,7 +241,9 @@ def _lower_pool(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
     kh, kw = node.attr("kernel")
     e = _Emitter(ctx, node, out.type.dtype)
     window = (kh, kw, *node.attr("stride")) if tuple(node.attr("padding", (0, 0))) == (0, 0) else None
-    kernel = define_pool(ctx.module, e.name + ".pool", out.type.dtype, node.op, window)
+    variant = "" if window is None else ".{}x{}s{}x{}".format(*window)
+    kernel = e.shared(f"pool.{out.type.dtype}.{node.op}{variant}",
+                      lambda m, n: define_pool(m, n, out.type.dtype, node.op, window))
     tasks = n * c
     meta = [tasks, _grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *node.attr("stride"),
             *node.attr("padding", (0, 0))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -67,6 +68,7 @@ def _initialize() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     llvm.initialize_native_asmparser()
+    llvm.set_option("jitgine", "-disable-lsr")  # see PIPELINE
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,12 +110,23 @@ def target_machine() -> llvm.TargetMachine:
 # took ~40% of the LeNet step's LLVM time (CPU seconds 23.3 -> 14.5 for optimise + machine code)
 # for no step-time gain (1 thread: min 8.48 -> 8.35-8.38 ms, loss bit-identical); vectorised
 # elementwise loops are still interleaved by the loop vectoriser.
-PIPELINE = "O3 loop-vectorize slp-vectorize no-unroll"
+#
+# Loop strength reduction (a code generator pass) is off too: it took a fifth of the code
+# generator's time on the LeNet step's module (emit 2.56 -> 1.49 s CPU) while our loops already
+# address memory as base + index*size; measured with and without it, same process: GEMM 1 thread
+# 0.95x -> 0.97x OpenBLAS (256-1024), the LeNet step 8.35 -> 8.62 ms, nearly all of it the direct
+# grad_weight kernel of conv1 (2.32 -> 2.56 ms), whose 3-vector rows pay for two extra adds.
+#
+# O2 rather than O3: the generators write the vector code and the loop nests themselves, and O3's
+# extra passes bought nothing measurable here (LeNet step 8.90 vs 8.75 ms median, GEMM and the
+# elementwise benchmark unchanged) for 10% more compile time (3.23 -> 2.91 s cold, LeNet step).
+PIPELINE = "O2 loop-vectorize slp-vectorize no-unroll no-lsr"
 
 
 def optimize(module: llvm.ModuleRef) -> None:
-    """Run LLVM's O3 pipeline with loop and SLP vectorisation (no loop unrolling) on `module` in place."""
-    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
+    """Run LLVM's O2 pipeline with loop and SLP vectorisation (no loop unrolling) on `module` in place
+    (strength reduction, off for the whole process, is the code generator's: see PIPELINE)."""
+    tuning = llvm.create_pipeline_tuning_options(speed_level=2)
     tuning.loop_vectorization = True
     tuning.slp_vectorization = True
     tuning.loop_unrolling = False
@@ -184,7 +197,8 @@ _loaded: list["LoadedObject"] = []
 
 
 class LoadedObject:
-    """Machine code loaded into this process; symbols resolve to addresses.
+    """Machine code (one object file, or the parts of a split module) loaded into this process;
+    symbols resolve to addresses.
 
     Loaded code is never unloaded: MCJIT takes over the object file's memory,
     and tearing an engine down while llvmlite still owns that object corrupts
@@ -193,14 +207,16 @@ class LoadedObject:
     valid for the life of the process.
     """
 
-    def __init__(self, obj: bytes):
+    def __init__(self, obj: bytes | Sequence[bytes]):
         _initialize()
         _load_runtime_libraries()
         empty = llvm.parse_assembly("")
         empty.triple = host().triple
         self._engine = llvm.create_mcjit_compiler(empty, target_machine())
-        self._object_file = llvm.ObjectFileRef.from_data(obj)
-        self._engine.add_object_file(self._object_file)
+        # Several objects (the parts of one split module) are linked to each other by the engine.
+        self._object_files = [llvm.ObjectFileRef.from_data(o) for o in ([obj] if isinstance(obj, bytes) else obj)]
+        for object_file in self._object_files:
+            self._engine.add_object_file(object_file)
         self._engine.finalize_object()
         self._engine.run_static_constructors()
         _loaded.append(self)

@@ -16,6 +16,7 @@ from llvmlite import ir
 from codegen import cache, target
 from codegen.gemm import EpilogueIndex, compile_gemm, define_gemm
 from codegen.gemm_kernel import blocking_for
+from codegen.lanes import lane_mask, masked_load
 from codegen.parallel import get_num_threads, set_num_threads
 
 DTYPES = ["float32", "float64"]
@@ -111,10 +112,14 @@ def bias_relu(builder: ir.IRBuilder, value: ir.Value, index: EpilogueIndex, extr
     """relu(value + bias[col : col + lanes]): the epilogue a Linear layer fuses."""
     (bias,) = extra
     pointer = builder.gep(bias, [index.col])
-    if index.lanes > 1:
-        pointer = builder.bitcast(pointer, value.type.as_pointer())
-    element = value.type.element if index.lanes > 1 else value.type
-    biased = builder.fadd(value, builder.load(pointer, align=4 if element == ir.FloatType() else 8))
+    if index.valid is not None:  # a row's last columns: lanes past `valid` must not be read
+        loaded = masked_load(builder, pointer, lane_mask(builder, index.valid, index.lanes), value.type)
+    else:
+        if index.lanes > 1:
+            pointer = builder.bitcast(pointer, value.type.as_pointer())
+        element = value.type.element if index.lanes > 1 else value.type
+        loaded = builder.load(pointer, align=4 if element == ir.FloatType() else 8)
+    biased = builder.fadd(value, loaded)
     zero = ir.Constant(value.type, None)
     return builder.select(builder.fcmp_ordered(">", biased, zero), biased, zero)
 

@@ -33,7 +33,9 @@ SCRIPT = textwrap.dedent("""
 
 
 def run_script(cache_dir: Path, n: int = 4, *flags: str) -> dict:
-    env = dict(os.environ, JITGINE_CACHE_DIR=str(cache_dir), JITGINE_NUM_THREADS="1")
+    # One compile job: the module stays whole, so its text is the object's cache key (split
+    # modules are tests/test_split.py's).
+    env = dict(os.environ, JITGINE_CACHE_DIR=str(cache_dir), JITGINE_NUM_THREADS="1", JITGINE_COMPILE_JOBS="1")
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(n), *flags], env=env, cwd=root,
                           capture_output=True, text=True, timeout=300)

@@ -139,7 +139,7 @@ class MachineCode:
     """A compiled graph's code at three levels, whole and split into functions."""
 
     llvm_ir: str  # as generated
-    optimized_ir: str  # after LLVM's O3 pipeline
+    optimized_ir: str  # after LLVM's optimisation pipeline (codegen.target.PIPELINE)
     asm: str
 
     def functions(self, level: str) -> dict[str, str]:

@@ -1,0 +1,102 @@
+"""Split modules (codegen.split) and parallel compilation (codegen.jobs): the parts define every
+function once, load together into code that computes exactly what the whole module computes, and
+a compile that fails in a worker process is redone in this one."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+import jitgine.functional as F
+from codegen import compiler, jobs, split, target
+from codegen.compiler import ENTRY_CFUNC
+from jitgine.jit import trace
+
+DEFINED = re.compile(r'^define [^@]*@"([^"]+)"', re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def network():
+    """A traced two-layer step with fused matmul epilogues and reductions, its module and outputs."""
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((13, 11)).astype(np.float32)
+    w2 = rng.standard_normal((11, 7)).astype(np.float32)
+
+    def step(x):
+        hidden = F.relu(F.matmul(x, w1) + 0.25)
+        out = F.tanh(F.matmul(hidden, w2))
+        return out, (out * out).sum(axis=1), F.exp(hidden).max()
+
+    traced = trace(step)
+    x = rng.standard_normal((9, 13)).astype(np.float32)
+    expected = [o.numpy() for o in traced(x)]
+    compiled = traced.last.compiled
+    module = compiler._lower(compiled.graph, compiled.plan).module
+    return compiled, module, expected
+
+
+def run_parts(compiled, parts: list[str]) -> list[np.ndarray]:
+    loaded = target.LoadedObject([target.object_code(part) for part in parts])
+    twin = compiler.CompiledGraph(
+        graph=compiled.graph, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=compiled.n_inputs,
+        n_outputs=compiled.n_outputs, slots=compiled.slots, arena=compiler._new_arena(compiled.plan, compiled.graph),
+        plan=compiled.plan, kernel_names=compiled.kernel_names, compile_seconds=0.0, _object=loaded)
+    return twin(*[compiled.bound(i) for i in range(compiled.n_inputs)])  # x and the captured weights
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_parts_define_each_function_once_and_compute_the_same_bits(network, parts, monkeypatch):
+    compiled, module, expected = network
+    monkeypatch.setattr(split, "MIN_PART_CHARS", 1)
+    texts = split.partition(module, parts)
+    assert len(texts) == parts
+    defined = [name for text in texts for name in DEFINED.findall(text)]
+    whole = {f.name for f in module.functions if f.blocks}
+    assert sorted(defined) == sorted(whole)  # each exactly once
+    assert "run" in DEFINED.findall(texts[0])
+    for got, want in zip(run_parts(compiled, texts), expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_small_module_stays_whole_and_matches_str(network):
+    _, module, _ = network
+    assert split.partition(module, 1) == [str(module)]
+    big = split.MIN_PART_CHARS * 1000
+    texts = split.partition(module, big)  # more parts asked than the size allows
+    assert len(texts) <= max(1, len(str(module)) // split.MIN_PART_CHARS)
+
+
+def test_worker_processes_build_the_same_objects(network, monkeypatch):
+    _, module, _ = network
+    monkeypatch.setenv("JITGINE_CACHE_DIR", "off")
+    monkeypatch.setenv("JITGINE_COMPILE_JOBS", "3")
+    monkeypatch.setattr(split, "MIN_PART_CHARS", 1)
+    texts = split.partition(module, 3)
+    assert jobs.object_codes(texts) == [target.object_code(text) for text in texts]
+
+
+def test_a_failing_worker_is_redone_here(network, monkeypatch):
+    compiled, module, expected = network
+    monkeypatch.setenv("JITGINE_CACHE_DIR", "off")
+    monkeypatch.setenv("JITGINE_COMPILE_JOBS", "2")
+    monkeypatch.setattr(split, "MIN_PART_CHARS", 1)
+    texts = split.partition(module, 2)
+    parent = os.getpid()
+
+    def compile_here_only(text: str) -> bytes:
+        if os.getpid() != parent:
+            raise RuntimeError("worker crashed")
+        return target.object_code(text)
+
+    objects = jobs.object_codes(texts, compile_here_only)
+    assert objects == [target.object_code(text) for text in texts]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_bad_compile_jobs_setting_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv("JITGINE_COMPILE_JOBS", value)
+    with pytest.raises(ValueError, match="JITGINE_COMPILE_JOBS must be a positive integer"):
+        jobs.compile_jobs()
