@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -283,3 +284,18 @@ def test_jitgine_log_prints_compile_and_retrace_events():
     assert len(lines) == 2, done.stderr
     assert "first call" in lines[0] and "compile" in lines[0] and " s" in lines[0]
     assert "retrace #1" in lines[1] and "changed from" in lines[1]
+
+
+def test_kernel_code_includes_the_shared_helpers_it_calls():
+    """A fused matmul's own functions are its driver and epilogue; the loop nest and micro-kernels
+    it runs are shared by every GEMM of the module and shown with each kernel that calls them."""
+    w = np.linspace(-1, 1, 7 * 5, dtype=np.float32).reshape(7, 5)
+    traced = trace(lambda x: F.relu(F.matmul(x, w) + 1.0))
+    traced(np.ones((3, 7), np.float32))
+    kernel = next(k.name for k in traced.kernels() if k.op == "fused_matmul")
+    generated = traced.llvm_ir(kernel)
+    assert re.search(rf'@"?{kernel}\.epilogue\b', generated)
+    assert re.search(r'define internal void @"?gemm\.float32\.body\d\d\b', generated)
+    assert re.search(r'define internal void @"?gemm\.float32\.micro\d+x\d\b', generated)
+    asm = split_assembly(traced.asm(kernel))
+    assert kernel in asm and any(name.startswith("gemm.float32.micro") for name in asm)

@@ -129,9 +129,23 @@ def _check_kernel(compiled: CompiledGraph, kernel: str) -> None:
         raise KeyError(f"no kernel {kernel!r}; kernels are {', '.join(compiled.kernel_names)}")
 
 
-def _functions_of(names: Sequence[str], kernel: str) -> list[str]:
-    """A kernel's functions: its own and its helpers, named '<kernel>.<part>'."""
-    return [n for n in names if n == kernel or n.startswith(kernel + ".")]
+_KERNEL_NAME = re.compile(r"k\d+_")
+
+
+def _functions_of(functions: dict[str, str], kernel: str) -> list[str]:
+    """A kernel's functions: its own (named '<kernel>' and '<kernel>.<part>'), then the helpers
+    it calls that kernels share (a GEMM's loop nest and micro-kernels, a convolution's kernels;
+    named '<family>.<dtype>.<variant>'), followed through their calls."""
+    own = [n for n in functions if n == kernel or n.startswith(kernel + ".")]
+    shared = [n for n in functions if not _KERNEL_NAME.match(n) and n != "run"]
+    chosen, pending = list(own), list(own)
+    while pending:
+        text = functions[pending.pop()]
+        for name in shared:
+            if name not in chosen and re.search(r"(?<![\w.$])" + re.escape(name) + r"(?![\w.$])", text):
+                chosen.append(name)
+                pending.append(name)
+    return chosen
 
 
 @dataclass
@@ -185,7 +199,7 @@ def kernel_code(compiled: CompiledGraph, kernel: str | None, level: str,
         return code.text(level)
     _check_kernel(compiled, kernel)
     functions = functions if functions is not None else code.functions(level)
-    chosen = _functions_of(list(functions), kernel)
+    chosen = _functions_of(functions, kernel)
     if not chosen:
         comment = "#" if level == "asm" else ";"
         return f"{comment} kernel {kernel} was inlined into another function by the optimiser\n"
