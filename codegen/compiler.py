@@ -251,11 +251,12 @@ class CompiledGraph:
     calls: int = 0
     kernel_nodes: list[Node | None] = field(default_factory=list)
     ticks_global: int = 0  # address of codegen.profile's ticks pointer (profile.set_ticks)
-    _llvm_ir: str | None = None  # None after a graph cache hit until asked for
+    _llvm_ir: str | None = None  # printed when first asked for (lowering again after a cache hit)
 
     @property
     def llvm_ir(self) -> str:
-        """The LLVM IR text the machine code was built from (lowered again on demand after a cache hit)."""
+        """The module's LLVM IR text, lowered again when first asked for (a split module's machine
+        code was built from codegen.split's parts of this text)."""
         if self._llvm_ir is None:
             self._llvm_ir = str(_lower(self.graph, self.plan).module)
         return self._llvm_ir
@@ -411,6 +412,17 @@ def _parse_graph_entry(payload: bytes, graph: Graph) -> tuple[list[str], list[No
     return names, nodes, [data[offsets[i]:offsets[i + 1]] for i in range(len(sizes))]
 
 
+def _compile_module(module: ir.Module) -> list[bytes]:
+    """Object code of `module`: split into parts compiled in parallel when it is large enough."""
+    parts = split.plan(module, jobs.compile_jobs())
+    if parts is not None:
+        try:
+            return jobs.compile_parts(len(parts.bins), lambda i: split.part_text(module, parts, i))
+        except split.SplitError:
+            pass  # a reference the plan missed: the whole module still compiles
+    return jobs.object_codes([str(module)])
+
+
 def compile_graph(graph: Graph) -> CompiledGraph:
     """Lower `graph` (already optimised: elementwise work in fused nodes) to native code.
 
@@ -423,12 +435,9 @@ def compile_graph(graph: Graph) -> CompiledGraph:
     key = cache.graph_key(print_graph(graph))
     payload = cache.load_graph(key)
     hit = None if payload is None else _parse_graph_entry(payload, graph)
-    llvm_ir = None
     if hit is None:
         ctx = _lower(graph, plan)
-        parts = split.partition(ctx.module, jobs.compile_jobs())
-        llvm_ir = parts[0] if len(parts) == 1 else None  # a split module's whole text is built on demand
-        objects = jobs.object_codes(parts)
+        objects = _compile_module(ctx.module)
         cache.store_graph(key, _graph_entry(ctx.kernel_names, ctx.kernel_nodes, graph, objects))
         hit = ctx.kernel_names, ctx.kernel_nodes, objects
     names, nodes, objects = hit
@@ -438,7 +447,7 @@ def compile_graph(graph: Graph) -> CompiledGraph:
         graph=graph, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=n_in,
         n_outputs=n_out, slots=n_in + n_out + 1, arena=_new_arena(plan, graph), plan=plan,
         kernel_names=names, kernel_nodes=nodes,
-        compile_seconds=time.perf_counter() - start, _object=loaded, _llvm_ir=llvm_ir,
+        compile_seconds=time.perf_counter() - start, _object=loaded,
     )
     compiled.ticks_global = loaded.address(TICKS_SYMBOL)
     return compiled

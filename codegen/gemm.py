@@ -43,7 +43,7 @@ from llvmlite import ir
 from . import cache, target
 from .gemm_kernel import (
     ELEMENT_TYPES, I1, I64, Blocking, Epilogue, EpilogueIndex, blocking_for, ceil_div, define_micro_kernel,
-    define_pack, micro_heights, entry_alloca, gep, imin, new_function, vector_pointer,
+    define_pack, entry_alloca, gep, imin, micro_heights, vector_pointer,
 )
 from .lanes import masked_store
 from .loops import for_range

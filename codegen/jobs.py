@@ -1,12 +1,12 @@
-"""Compiling several LLVM IR texts (the parts of a split module) on several cores.
+"""Compiling the parts of a split module (codegen.split) on several cores.
 
 llvmlite holds one lock around every LLVM call, so threads cannot compile in
-parallel; processes can. The parts that are not in the disk cache are
-compiled one per forked child process (the child inherits the text and an
-initialised LLVM, compiles, writes the object file to a pipe and exits
-without running any Python clean-up) while this process compiles the first
-one itself. A child that fails is not trusted: its part is compiled again
-here, so a fork problem costs time, never correctness.
+parallel; processes can. Each part but the first goes to a forked child
+process, which inherits the module and an initialised LLVM, prints its part,
+compiles it (or finds it in the disk cache), writes the object file to a pipe
+and exits without running any Python clean-up, while this process does the
+same for the first part. A child that fails is not trusted: its part is
+compiled again here, so a fork problem costs time, never correctness.
 
 `JITGINE_COMPILE_JOBS` sets how many parts run at once (default: the cores
 this process may use); 1, or a platform without fork, compiles everything in
@@ -46,15 +46,23 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def _start(llvm_ir: str, compile: Callable[[str], bytes]) -> tuple[int, int]:
-    """Fork a child that compiles `llvm_ir`; (pid, the pipe's read end)."""
+def _compile_cached(llvm_ir: str, compile: Callable[[str], bytes]) -> bytes:
+    obj = cache.load_object(llvm_ir)
+    if obj is None:
+        obj = compile(llvm_ir)
+        cache.store_object(llvm_ir, obj)
+    return obj
+
+
+def _start(work: Callable[[], bytes]) -> tuple[int, int]:
+    """Fork a child that runs `work` (print a part, compile it); (pid, the pipe's read end)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: compile, report, exit without clean-up
         status = 1
         try:
             os.close(read_end)
-            payload = _STATUS_OK + compile(llvm_ir)
+            payload = _STATUS_OK + work()
             view = memoryview(payload)
             while view:
                 view = view[os.write(write_end, view):]
@@ -78,24 +86,30 @@ def _finish(pid: int, read_end: int) -> bytes | None:
     return data[1:]
 
 
-def object_codes(texts: list[str], compile: Callable[[str], bytes] = target.object_code) -> list[bytes]:
-    """The object file of each LLVM IR text: from the disk cache, else compiled (in parallel when
-    there are several to compile and more than one job), then stored."""
-    objects = [cache.load_object(text) for text in texts]
-    missing = [i for i, obj in enumerate(objects) if obj is None]
+def compile_parts(count: int, text_of: Callable[[int], str],
+                  compile: Callable[[str], bytes] = target.object_code) -> list[bytes]:
+    """The object file of each of `count` parts, part i's LLVM IR text being `text_of(i)`: each
+    part is printed, looked up in the disk cache and compiled if missing in one process, part 0
+    in this one, the others in forked children (up to `compile_jobs()` at once). A failed child's
+    part is redone here; an exception there propagates. (Cache statistics count this process's
+    parts only.)"""
     children: dict[int, tuple[int, int]] = {}
-    if len(missing) > 1 and compile_jobs() > 1 and _can_fork():
+    if count > 1 and compile_jobs() > 1 and _can_fork():
         target.target_machine()  # initialise LLVM once, before forking, for every child
-        for i in missing[1:compile_jobs()]:
-            children[i] = _start(texts[i], compile)
-    for i in missing:
+        for i in range(1, min(count, compile_jobs())):
+            children[i] = _start(lambda i=i: _compile_cached(text_of(i), compile))
+    objects: list[bytes | None] = [None] * count
+    for i in range(count):
         if i not in children:
-            objects[i] = compile(texts[i])
+            objects[i] = _compile_cached(text_of(i), compile)
     for i, (pid, read_end) in children.items():
-        objects[i] = _finish(pid, read_end) or compile(texts[i])
-    for i in missing:
-        cache.store_object(texts[i], objects[i])
+        objects[i] = _finish(pid, read_end) or _compile_cached(text_of(i), compile)
     return objects
 
 
-__all__ = ["compile_jobs", "object_codes"]
+def object_codes(texts: list[str], compile: Callable[[str], bytes] = target.object_code) -> list[bytes]:
+    """The object file of each LLVM IR text (see `compile_parts`)."""
+    return compile_parts(len(texts), texts.__getitem__, compile)
+
+
+__all__ = ["compile_jobs", "compile_parts", "object_codes"]

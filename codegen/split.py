@@ -3,30 +3,52 @@
 LLVM's optimiser and code generator run on one core, and llvmlite serialises
 all LLVM calls in a process, so a training step's module (a megabyte of IR,
 seconds of compile time) would keep one core busy while the others wait.
-`partition` cuts the module into `parts` LLVM IR texts of about equal size;
-`codegen.jobs` compiles them in worker processes, and the object files are
+`plan` cuts the module's functions into `parts` sets of about equal size;
+`codegen.jobs` forks a process per part that prints its part (`part_text`:
+printing a megabyte of IR with llvmlite takes a sizeable fraction of the
+compile, so it is shared out too) and compiles it, and the object files are
 loaded into one engine, which links the calls between them.
 
 A part is a set of whole call trees: `run` (the entry), then each kernel it
 calls with every function only that kernel reaches (so an epilogue stays in
 the module of the kernel that inlines it), then each helper several kernels
 share (a GEMM loop nest, each micro-kernel, shared convolution kernels) with
-what only it reaches. Units go to the smallest part, largest first. A function called
-from another part loses its internal linkage and is declared there; global
-variables live in the part of `run` and are declared where else they are used.
+what only it reaches. Units go to the smallest part, largest first (size:
+instructions). Calls are read from the instructions' operands; a function
+called from another part loses its internal linkage and is declared there;
+global variables live in the part of `run` and are declared where else they
+are used. `part_text` checks every reference in the printed part against the
+plan and raises `SplitError` rather than print a part that would not link.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
 from llvmlite import ir
 
 _REFERENCE = re.compile(r'@"([^"]+)"')
 _LINKAGE = re.compile(r"^(define|@\"[^\"]+\" =) (internal|private) ", re.MULTILINE)
+# Below this many instructions per part (about half a second of compile time) a fork costs more
+# than it saves.
+MIN_PART_INSTRUCTIONS = 1500
 
 
-def _references(text: str, own: str) -> set[str]:
-    return {name for name in _REFERENCE.findall(text) if name != own}
+class SplitError(RuntimeError):
+    """A printed part references a function the plan did not export (compile the module whole)."""
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    bins: tuple[tuple[str, ...], ...]  # the defined functions of each part; run's is first
+    exported: frozenset[str]  # defined functions some other part calls
+
+
+def _calls(function: ir.Function) -> set[str]:
+    """The functions `function`'s instructions use (called, or passed as pointers)."""
+    return {op.name for block in function.blocks for instruction in block.instructions
+            for op in instruction.operands if isinstance(op, ir.Function) and op is not function}
 
 
 def _reach(start: str, calls: dict[str, set[str]], stop: set[str]) -> list[str]:
@@ -56,7 +78,35 @@ def _units(entry: str, calls: dict[str, set[str]]) -> list[list[str]]:
         unit = [n for n in _reach(name, calls, (shared - {name}) | {entry}) if n not in assigned]
         assigned.update(unit)
         units.append(unit)
+    unreached = sorted(set(calls) - assigned)
+    units[0].extend(unreached)  # nothing in a graph's module; kept with the entry if there is
     return units
+
+
+def plan(module: ir.Module, parts: int, entry: str = "run") -> SplitPlan | None:
+    """How to cut `module` into at most `parts` parts (one per MIN_PART_INSTRUCTIONS at least);
+    None when it should stay whole."""
+    if parts <= 1:
+        return None
+    defined = [f for f in module.functions if f.blocks]
+    sizes = {f.name: sum(len(block.instructions) for block in f.blocks) for f in defined}
+    parts = min(parts, sum(sizes.values()) // MIN_PART_INSTRUCTIONS)
+    if parts <= 1 or entry not in sizes:
+        return None
+    calls = {f.name: _calls(f) for f in defined}
+    units = _units(entry, calls)
+    bins: list[list[str]] = [[] for _ in range(min(parts, len(units)))]
+    loads = [0] * len(bins)
+    bins[0].extend(units[0])
+    loads[0] += sum(sizes[name] for name in units[0])
+    for unit in sorted(units[1:], key=lambda unit: -sum(sizes[name] for name in unit)):
+        smallest = loads.index(min(loads))
+        bins[smallest].extend(unit)
+        loads[smallest] += sum(sizes[name] for name in unit)
+    home = {name: i for i, names in enumerate(bins) for name in names}
+    exported = frozenset(callee for name in calls for callee in calls[name]
+                         if callee in home and home[callee] != home[name])
+    return SplitPlan(tuple(tuple(names) for names in bins), exported)
 
 
 def _declaration(function: ir.Function) -> str:
@@ -68,69 +118,39 @@ def _exported(text: str) -> str:
     return _LINKAGE.sub(lambda m: m.group(1) + " ", text, count=1)
 
 
-# Below this much LLVM IR per part (about half a second of compile time) a fork costs more than
-# it saves.
-MIN_PART_CHARS = 100_000
-
-
-def _whole(module: ir.Module, texts: dict[str, str]) -> str:
-    """The module's text (as str(module) prints it) from its functions' texts, already printed."""
-    lines = [f'; ModuleID = "{module.name}"', f'target triple = "{module.triple}"',
-             f'target datalayout = "{module.data_layout}"', ""]
+def part_text(module: ir.Module, split: SplitPlan, index: int) -> str:
+    """The LLVM IR text of part `index`: its functions, declarations of what it uses from other
+    parts (and libraries), every global variable in part 0 and declared elsewhere."""
+    functions = {f.name: f for f in module.functions}
+    variables = {g.name: g for g in module.global_values if isinstance(g, ir.GlobalVariable)}
+    names = split.bins[index]
+    home = {name: i for i, part in enumerate(split.bins) for name in part}
+    texts = [str(functions[name]) for name in names]
+    used = set().union(*(_REFERENCE.findall(text) for text in texts)) - set(names)
+    hidden = sorted(name for name in used if name in home and name not in split.exported)
+    if hidden:
+        raise SplitError(f"part {index} of {module.name} uses {hidden[:3]}, which the split plan keeps "
+                         "internal to another part")
+    lines = [f'target triple = "{module.triple}"', f'target datalayout = "{module.data_layout}"']
     lines += [t.get_declaration() for t in module.get_identified_types().values()]
-    lines += [texts.get(value.name) or str(value) for value in module.globals.values()]
+    for name, variable in variables.items():
+        if index == 0:
+            lines.append(_exported(str(variable)))
+        elif name in used:
+            lines.append(f'@"{name}" = external global {variable.value_type}')
+    lines += [_declaration(functions[name]) for name in sorted(used) if name in functions]
+    lines += [_exported(text) if name in split.exported else text for name, text in zip(names, texts)]
     lines += [str(md) for md in module.metadata]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def partition(module: ir.Module, parts: int, entry: str = "run") -> list[str]:
-    """`module` as at most `parts` LLVM IR texts (one per MIN_PART_CHARS at least) that, loaded
-    together, define what it defines; a single part is the module's own text."""
-    if parts <= 1:
+    """`module` as at most `parts` LLVM IR texts that, loaded together, define what it defines
+    (all printed here; `codegen.jobs` prints each part in the process that compiles it)."""
+    split = plan(module, parts, entry)
+    if split is None:
         return [str(module)]
-    functions = {f.name: f for f in module.functions}
-    texts = {name: str(f) for name, f in functions.items() if f.blocks}
-    parts = min(parts, sum(map(len, texts.values())) // MIN_PART_CHARS)
-    if parts <= 1 or entry not in texts:
-        return [_whole(module, texts)]
-    calls = {name: _references(text, name) for name, text in texts.items()}
-    variables = {g.name: g for g in module.global_values if isinstance(g, ir.GlobalVariable)}
-    units = _units(entry, calls)
-    unreached = sorted(set(texts) - {name for unit in units for name in unit})
-    units[0].extend(unreached)  # nothing in a graph's module; kept with the entry if there is
-    sizes = [sum(len(texts[name]) for name in unit) for unit in units]
-    bins: list[list[str]] = [[] for _ in range(min(parts, len(units)))]
-    loads = [0] * len(bins)
-    bins[0].extend(units[0])
-    loads[0] += sizes[0]
-    for size, unit in sorted(zip(sizes[1:], units[1:]), key=lambda pair: -pair[0]):
-        smallest = loads.index(min(loads))
-        bins[smallest].extend(unit)
-        loads[smallest] += size
-    home = {name: i for i, names in enumerate(bins) for name in names}
-    called_elsewhere = {callee for name in texts for callee in calls[name]
-                        if callee in home and home[callee] != home[name]}
-    header = [f'target triple = "{module.triple}"', f'target datalayout = "{module.data_layout}"']
-    header += [t.get_declaration() for t in module.get_identified_types().values()]
-    metadata = [str(md) for md in module.metadata]
-    result = []
-    for i, names in enumerate(bins):
-        used = set(names).union(*(calls[name] for name in names))
-        lines = list(header)
-        for name, variable in variables.items():
-            if i == 0:
-                lines.append(_exported(str(variable)))
-            elif name in used:
-                lines.append(f'@"{name}" = external global {variable.value_type}')
-        for name in sorted(used - set(names)):
-            if name in functions:
-                lines.append(_declaration(functions[name]))
-        for name in names:
-            lines.append(_exported(texts[name]) if name in called_elsewhere else texts[name])
-        lines.extend(metadata)
-        result.append("\n".join(lines) + "\n")
-    return result
+    return [part_text(module, split, i) for i in range(len(split.bins))]
 
 
-
-__all__ = ["partition"]
+__all__ = ["MIN_PART_INSTRUCTIONS", "SplitError", "SplitPlan", "partition", "part_text", "plan"]

@@ -50,7 +50,7 @@ def run_parts(compiled, parts: list[str]) -> list[np.ndarray]:
 @pytest.mark.parametrize("parts", [2, 3])
 def test_parts_define_each_function_once_and_compute_the_same_bits(network, parts, monkeypatch):
     compiled, module, expected = network
-    monkeypatch.setattr(split, "MIN_PART_CHARS", 1)
+    monkeypatch.setattr(split, "MIN_PART_INSTRUCTIONS", 1)
     texts = split.partition(module, parts)
     assert len(texts) == parts
     defined = [name for text in texts for name in DEFINED.findall(text)]
@@ -61,19 +61,35 @@ def test_parts_define_each_function_once_and_compute_the_same_bits(network, part
         np.testing.assert_array_equal(got, want)
 
 
-def test_small_module_stays_whole_and_matches_str(network):
+def test_small_module_stays_whole(network):
     _, module, _ = network
     assert split.partition(module, 1) == [str(module)]
-    big = split.MIN_PART_CHARS * 1000
-    texts = split.partition(module, big)  # more parts asked than the size allows
-    assert len(texts) <= max(1, len(str(module)) // split.MIN_PART_CHARS)
+    assert split.plan(module, 1) is None
+    instructions = sum(len(b.instructions) for f in module.functions for b in f.blocks)
+    texts = split.partition(module, 1000)  # more parts asked than the size allows
+    assert len(texts) <= max(1, instructions // split.MIN_PART_INSTRUCTIONS)
+
+
+def test_a_reference_the_plan_missed_is_an_error_and_the_graph_still_compiles(network, monkeypatch):
+    compiled, module, expected = network
+    monkeypatch.setattr(split, "MIN_PART_INSTRUCTIONS", 1)
+    parts = split.plan(module, 2)
+    hidden = split.SplitPlan(parts.bins, frozenset())  # as if no cross-part call had been seen
+    with pytest.raises(split.SplitError, match="keeps internal"):
+        for i in range(len(hidden.bins)):
+            split.part_text(module, hidden, i)
+    monkeypatch.setattr(split, "plan", lambda module, parts, entry="run": hidden)
+    monkeypatch.setenv("JITGINE_CACHE_DIR", "off")
+    again = compiler.compile_graph(compiled.graph)  # falls back to the whole module
+    for got, want in zip(again(*[compiled.bound(i) for i in range(compiled.n_inputs)]), expected):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_worker_processes_build_the_same_objects(network, monkeypatch):
     _, module, _ = network
     monkeypatch.setenv("JITGINE_CACHE_DIR", "off")
     monkeypatch.setenv("JITGINE_COMPILE_JOBS", "3")
-    monkeypatch.setattr(split, "MIN_PART_CHARS", 1)
+    monkeypatch.setattr(split, "MIN_PART_INSTRUCTIONS", 1)
     texts = split.partition(module, 3)
     assert jobs.object_codes(texts) == [target.object_code(text) for text in texts]
 
@@ -82,7 +98,7 @@ def test_a_failing_worker_is_redone_here(network, monkeypatch):
     compiled, module, expected = network
     monkeypatch.setenv("JITGINE_CACHE_DIR", "off")
     monkeypatch.setenv("JITGINE_COMPILE_JOBS", "2")
-    monkeypatch.setattr(split, "MIN_PART_CHARS", 1)
+    monkeypatch.setattr(split, "MIN_PART_INSTRUCTIONS", 1)
     texts = split.partition(module, 2)
     parent = os.getpid()
 
@@ -100,3 +116,12 @@ def test_bad_compile_jobs_setting_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv("JITGINE_COMPILE_JOBS", value)
     with pytest.raises(ValueError, match="JITGINE_COMPILE_JOBS must be a positive integer"):
         jobs.compile_jobs()
+
+
+def test_graph_entry_holds_every_part_and_rejects_a_truncated_one(network):
+    compiled, _, _ = network
+    objects = [b"first object", b"second"]
+    entry = compiler._graph_entry(compiled.kernel_names, compiled.kernel_nodes, compiled.graph, objects)
+    names, nodes, parsed = compiler._parse_graph_entry(entry, compiled.graph)
+    assert parsed == objects and names == compiled.kernel_names and nodes == compiled.kernel_nodes
+    assert compiler._parse_graph_entry(entry[:-1], compiled.graph) is None

@@ -162,8 +162,10 @@ def astype(x: Any, dtype: Any) -> Tensor:
 
 
 def relu(x: Any) -> Tensor:
+    """max(x, 0) with PyTorch's and MegEngine's gradient: 0 at x = 0 (maximum's VJP would split
+    that tie), NaN passes through."""
     x = as_tensor(x)
-    return maximum(x, 0)
+    return where(less_equal(x, 0), 0, x)
 
 
 def isnan(x: Any) -> Tensor:
