@@ -362,7 +362,7 @@ def test_pass_fires_on_a_traced_training_step(kind):
     head = next(line for line in text.splitlines() if f"= {fused_op}(" in line)
     assert "region (" in head
     body = text.split(head, 1)[1].split("\n  }", 1)[0]
-    assert "maximum(" in body and "add(" in body  # bias and relu inside the contraction's epilogue
+    assert "select(" in body and "add(" in body  # bias and relu inside the contraction's epilogue
     if kind == "linear":  # the backward's mask product and the SGD updates fuse into matmuls too
         assert text.count("fused_matmul(") >= 3
 

@@ -3,7 +3,7 @@
 Every kernel is a cluster labelled with its name (and, when measured, its
 time and share of the step); inside it, the primitives it fused with the
 data flowing between them, so a conv + bias + ReLU group shows as one box
-holding `conv2d -> add -> maximum`. Nodes that became no code (views,
+holding `conv2d -> add -> le -> select` (bias and relu). Nodes that became no code (views,
 constants) are dashed. Graph inputs are ellipses named after the state they
 hold (net.conv1.weight, ...), outputs double octagons. `collapse=True`
 draws one box per kernel instead. The DOT text is written by hand (no
