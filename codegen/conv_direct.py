@@ -38,7 +38,11 @@ zero padding), the padded input by `define_pad`.
 
 grad_weight with stride 1 along W ("dW" plans, `define_grad_weight`): tiles of
 dw (output channels x taps) accumulate vectors along the output rows over the
-whole batch, then sum their lanes; no im2col, the reduction never split.
+whole batch, then sum their lanes; no im2col, the reduction never split. With
+at least a vector of output channels and dy small enough for L2 ("dWC" plans,
+`define_grad_weight_channels`), dy is copied channels-last once and the "C"
+micro-kernel runs with the batch's pixels as its reduction (taps as rows,
+channels as vectors): any stride, and LeNet's conv2 twice as fast.
 
 Every output element is computed by exactly one task with a fixed tap order,
 so results are identical for any thread count.
@@ -62,6 +66,7 @@ from .gemm_kernel import (
 )
 from .lanes import masked_load, masked_store, scatter
 from .loops import for_range
+from .target import host
 
 I32 = ir.IntType(32)
 UNROLL = 4
@@ -71,6 +76,8 @@ MAX_ACCUMULATORS = 12
 # one input vector and the tail mask: 2*5 + 2 + 1 + 1 = 14 ymm (3 x 4 fills all 16 and spills the
 # mask: measured 6-12% slower on LeNet's conv2).
 GW_ROWS, GW_TAPS = 2, 5
+# "dWC" plans reduce over the batch's pixels in chunks of this many (see define_grad_weight_channels).
+GW_CHUNK = 256
 # Tasks per direct convolution (at least): many more than threads, for balance.
 TASKS_WANTED = 64
 # Below this many multiply-adds a kernel runs on the calling thread.
@@ -86,9 +93,9 @@ class DirectPlan:
     """A convolution of src (N, G*cin, H, W) into dst (N, G*cout, OH, OW) by the direct kernel, or
     ("dW") the gradient of its weight from src and dst's gradient."""
 
-    orientation: str  # "W", "C" or "dW"
+    orientation: str  # "W", "C", "dW" or "dWC"
     nv: int  # vectors per tile row ("dW": taps per tile)
-    rows: int  # tile rows: output channels ("W", "dW") or output pixels ("C")
+    rows: int  # tile rows: output channels ("W", "dW"), output pixels ("C") or taps ("dWC")
     lanes: int
     n: int
     groups: int
@@ -165,6 +172,8 @@ class DirectPlan:
     def tasks(self) -> int:
         if self.orientation == "dW":
             return self.groups * -(-self.cout // self.rows) * -(-self.ck // self.nv)
+        if self.orientation == "dWC":
+            return self.groups * (self.cpad // self.width) * -(-self.ck // self.rows)
         return self.n * self.groups * self.units() // self.chunk()
 
     def units(self) -> int:
@@ -192,6 +201,9 @@ class DirectPlan:
             return [tasks, grain, self.groups, -(-self.cout // self.rows), -(-self.ck // self.nv), self.n, self.oh,
                     self.ow, self.cout, self.ck, self.groups * self.cin * plane, self.cin * plane, self.sh * self.wp,
                     p, self.groups * self.cout * p]
+        if self.orientation == "dWC":
+            return [tasks, grain, self.groups, self.cpad // self.width, -(-self.ck // self.rows), self.n * p,
+                    self.cout, self.ck, self.cin * plane, self.cpad]
         blocks = -(-self.cout // self.rows) if self.orientation == "W" else -(-p // self.rows)
         return [tasks, grain, self.groups, blocks, self.oh, self.ow, self.cout, self.ck,
                 self.groups * self.cin * plane, self.cin * plane, self.sh * self.wp, p,
@@ -206,11 +218,23 @@ class DirectPlan:
         contiguous range of k ("W" skips the rows that fall into the zero padding); "dW"
         takes them in weight order (c, kh, kw), the order it stores dw in."""
         kh, c, kw = np.meshgrid(np.arange(self.kh), np.arange(self.cin), np.arange(self.kw), indexing="ij")
-        if self.orientation == "dW":
+        if self.orientation in ("dW", "dWC"):
             c, kh, kw = (a.transpose(1, 0, 2) for a in (c, kh, kw))
         taps = (c * self.hp * self.wp + kh * self.dh * self.wp + kw * self.dw).reshape(-1).astype(np.int64)
+        if self.orientation == "dWC":  # (pixel offsets over the batch, taps): k runs over the pixels
+            n, oh, ow = np.meshgrid(np.arange(self.n), np.arange(self.oh), np.arange(self.ow), indexing="ij")
+            image = self.groups * self.cin * self.hp * self.wp
+            pixels = (n * image + oh * self.sh * self.wp + ow * self.sw).reshape(-1).astype(np.int64)
+            return pixels, taps
         k = np.arange(self.ck, dtype=np.int64)  # the prepared weights are in tap order
         return (k, taps) if self.orientation in ("W", "dW") else (taps, k * self.cpad)
+
+    def channels_last_meta(self) -> list[int]:
+        """define_channels_last meta ("dWC"): dy as (G, N*P, cpad)."""
+        tasks = self.groups * self.n
+        p = self.oh * self.ow
+        grain = tasks if tasks * p * self.cpad < (1 << 15) else 1
+        return [tasks, grain, self.n, self.cout, p, self.cpad, self.groups]
 
     def key(self) -> tuple:
         return ("conv_direct", self.orientation, self.nv, self.rows)
@@ -249,13 +273,24 @@ def plan(dtype: DType, n: int, groups: int, cin: int, cout: int, hw: tuple[int, 
 def grad_weight_plan(dtype: DType, n: int, groups: int, c: int, o: int, hw: tuple[int, int],
                      khw: tuple[int, int], ohw: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
                      dilation: tuple[int, int]) -> DirectPlan | None:
-    """grad_weight by the direct reduction kernel (needs stride 1 along W), or None."""
+    """grad_weight by a direct reduction kernel, or None (im2col + GEMM).
+
+    "dWC" (`define_grad_weight_channels`) when the output channels fill at least a vector and
+    dy, channels last, fits in L2: the forward "C" micro-kernel with the pixels of the whole batch
+    as its reduction (taps as rows, dy's channels as vectors). Measured on LeNet's conv2 (16
+    channels, 10x10 output rows), 1 thread, thread CPU time: 3.1 ms -> 1.5 ms (PyTorch 2.1 ms).
+    Otherwise "dW" (stride 1 along W), vectors along the output rows."""
+    og = o // groups
+    lanes = _lanes(dtype)
+    nv = 1 if og <= lanes else 2
+    cpad = -(-og // (nv * lanes)) * nv * lanes
+    if og >= lanes and n * ohw[0] * ohw[1] * cpad * dtype.itemsize <= host().l2_bytes:
+        return DirectPlan("dWC", nv, MAX_ACCUMULATORS // nv, lanes, n, groups, c // groups, og, *hw, *khw, *ohw,
+                          *stride, *padding, *dilation, False)
     if stride[1] != 1:
         return None
-    og = o // groups
-    rows = _blocks(og, GW_ROWS)
-    return DirectPlan("dW", GW_TAPS, rows, _lanes(dtype), n, groups, c // groups, og, *hw, *khw, *ohw, *stride,
-                      *padding, *dilation, False)
+    return DirectPlan("dW", GW_TAPS, _blocks(og, GW_ROWS), lanes, n, groups, c // groups, og, *hw, *khw, *ohw,
+                      *stride, *padding, *dilation, False)
 
 
 def grad_input_plan(dtype: DType, n: int, groups: int, c: int, o: int, hw: tuple[int, int],
@@ -598,3 +633,75 @@ def define_grad_weight(module: ir.Module, name: str, dtype: DType, rows: int, ta
                         b.store(total, gep(b, dw, b.mul(b.add(b.mul(g, cout), o), CK), k))
 
     return define_plane_kernel(module, name, dtype, 4, 15, body)
+
+
+def define_channels_last(module: ir.Module, name: str, dtype: DType) -> ir.Function:
+    """pointers [dst, dy]; meta [tasks = G*N, grain, N, C, P, cpad, G]: dst[g][n*P + p][o] =
+    dy[n, g*C + o, p] for o < C, zero for C <= o < cpad (a "dWC" plan's B operand)."""
+    zero = emit.constant(dtype, 0.0)
+
+    def body(b, pointers, meta, task):
+        dst, dy = pointers
+        N, C, P, cpad, G = meta[2:]
+        g, n = b.sdiv(task, N), b.srem(task, N)
+        image = gep(b, dy, b.mul(b.add(b.mul(n, b.mul(G, C)), b.mul(g, C)), P))
+        out = gep(b, dst, b.mul(task, b.mul(P, cpad)))
+        with for_range(b, I64(0), P, name="p") as p:
+            row = gep(b, out, b.mul(p, cpad))
+            with for_range(b, I64(0), C, name="o") as o:
+                b.store(b.load(gep(b, image, b.mul(o, P), p)), gep(b, row, o))
+            with for_range(b, C, cpad, name="z") as o:
+                b.store(zero, gep(b, row, o))
+
+    return define_plane_kernel(module, name, dtype, 2, 7, body)
+
+
+def define_grad_weight_channels(module: ir.Module, name: str, dtype: DType, rows: int, nv: int) -> ir.Function:
+    """`name(i8** [dw, src_padded, dy_channels_last, pixel_off, tap_off], i64* DirectPlan.kernel_meta)`
+    ("dWC" plans). Task (group, channel block, tap block) owns a `rows` taps x NV*L channels tile
+    of dw: the forward "C" micro-kernel with k over every output pixel of the batch in order,
+    tile[t][o] = sum_k src[tap_t + pixel_off[k]] * dyT[k][o] (in chunks of GW_CHUNK pixels, each an
+    FMA chain in k order, added in order), then the tile's valid elements stored to dw[o][tap]."""
+    blk = blocking_for(dtype.name)
+    T, V, L = blk.element, blk.vector, blk.lanes
+    width = nv * L
+    micro = _define_micro(module, name + ".micro", dtype, rows, nv, "C")
+
+    def body(b, pointers, meta, task):
+        dw, src, dyt, pixel_off, tap_off = pointers
+        pixel_off, tap_off = (b.bitcast(p, I64.as_pointer()) for p in (pixel_off, tap_off))
+        G, OBLK, TBLK, NP, cout, CK, src_group, cpad = meta[2:]
+        tb = b.srem(task, TBLK)
+        rest = b.sdiv(task, TBLK)
+        ob, g = b.srem(rest, OBLK), b.sdiv(rest, OBLK)
+        k_first, o_first = b.mul(tb, I64(rows)), b.mul(ob, I64(width))
+        a_rows = entry_alloca(b, ir.ArrayType(T.as_pointer(), rows), "a_rows")
+        tile_array = entry_alloca(b, ir.ArrayType(T, rows * width), "tile")
+        tile = b.gep(tile_array, [I32(0), I32(0)])
+        for t in range(rows):  # taps past CK repeat the last one (computed, not stored)
+            tap = imin(b, b.add(k_first, I64(t)), b.sub(CK, I64(1)))
+            b.store(gep(b, src, b.mul(g, src_group), b.load(b.gep(tap_off, [tap]))),
+                    b.gep(a_rows, [I32(0), I32(t)]))
+        b_group = gep(b, dyt, b.mul(g, b.mul(NP, cpad)), o_first)
+        sums = [entry_alloca(b, V, f"sum{i}") for i in range(rows * nv)]
+        for slot in sums:
+            b.store(ir.Constant(V, [0.0] * L), slot)
+        # Pixels in chunks, each chunk's tile added to the sums: the error of a long reduction
+        # grows with chunk + chunks, not with the whole batch's pixel count.
+        with for_range(b, I64(0), NP, GW_CHUNK, name="chunk") as k0:
+            b.call(micro, [b.bitcast(a_rows, T.as_pointer().as_pointer()), pixel_off, b_group,
+                           ir.Constant(I64.as_pointer(), None), k0, imin(b, b.add(k0, I64(GW_CHUNK)), NP), tile, cpad])
+            for i, slot in enumerate(sums):
+                part = b.load(vector_pointer(b, gep(b, tile, i * L), V), align=blk.element_bytes)
+                b.store(b.fadd(b.load(slot), part), slot)
+        for i, slot in enumerate(sums):
+            b.store(b.load(slot), vector_pointer(b, gep(b, tile, i * L), V), align=blk.element_bytes)
+        taps = imin(b, I64(rows), b.sub(CK, k_first))
+        channels = imin(b, I64(width), b.sub(cout, o_first))
+        with for_range(b, I64(0), taps, name="t") as t:
+            with for_range(b, I64(0), channels, name="o") as o:
+                value = b.load(gep(b, tile, b.mul(t, I64(width)), o))
+                row = b.add(b.mul(g, cout), b.add(o_first, o))
+                b.store(value, gep(b, dw, b.mul(row, CK), k_first, t))
+
+    return define_plane_kernel(module, name, dtype, 5, 10, body)

@@ -91,8 +91,22 @@ class _Emitter:
         return padded
 
     def direct_grad_weight(self, plan: conv_direct.DirectPlan, dw: ir.Value, x: ir.Value, dy: ir.Value) -> None:
-        """grad_weight by the direct reduction kernel (codegen.conv_direct.define_grad_weight)."""
+        """grad_weight by a direct reduction kernel (codegen.conv_direct: define_grad_weight_channels
+        for "dWC" plans, define_grad_weight for "dW")."""
         padded = self.padded(plan, x)
+        if plan.orientation == "dWC":
+            dy_t = self.scratch(plan.groups * plan.n * plan.oh * plan.ow * plan.cpad)
+            transpose = self.shared(f"conv.{self.dtype}.channels_last",
+                                    lambda m, n: conv_direct.define_channels_last(m, n, self.dtype))
+            self.plane_call(transpose, [dy_t, dy], plan.channels_last_meta())
+            kernel = self.shared(f"conv.{self.dtype}.grad_weight_channels{plan.rows}x{plan.nv}",
+                                 lambda m, n: conv_direct.define_grad_weight_channels(m, n, self.dtype, plan.rows,
+                                                                                      plan.nv))
+            pixels, taps = (self.constant_array(t) for t in plan.tables())
+            self.plane_call(kernel, [dw, padded, dy_t, pixels, taps], plan.kernel_meta())
+            self.free(dy_t)
+            self.free(padded)
+            return
         kernel = self.shared(f"conv.{self.dtype}.grad_weight{plan.rows}x{plan.nv}",
                              lambda m, n: conv_direct.define_grad_weight(m, n, self.dtype, plan.rows, plan.nv))
         self.plane_call(kernel, [dw, padded, dy, self.constant_array(plan.tables()[1])], plan.kernel_meta())
@@ -144,9 +158,9 @@ def _im2col_meta(tasks, c, h, w, khw, ohw, stride, padding, dilation, img_stride
 @lowering("conv2d", "fused_conv2d", "conv2d_grad_input", "conv2d_grad_weight")
 def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]) -> None:
     """conv2d and stride-1 grad_input: the direct kernel (codegen.conv_direct); fused_conv2d runs its
-    region as the epilogue of the direct kernel's output tiles (codegen.epilogue). grad_weight with
-    stride 1 along W: the direct reduction kernel. Otherwise im2col / col2im and a GEMM per batch
-    chunk and group."""
+    region as the epilogue of the direct kernel's output tiles (codegen.epilogue). grad_weight: a
+    direct reduction kernel when conv_direct.grad_weight_plan has one. Otherwise im2col / col2im
+    and a GEMM per batch chunk and group."""
     stride, padding, dilation, groups = _conv_attrs(node)
     e = _Emitter(ctx, node, ins[0].type.dtype)
     epilogue, others = None, []

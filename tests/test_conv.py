@@ -307,3 +307,41 @@ def test_compiled_direct_paths_match_the_interpreter_at_1_and_2_threads():
         np.testing.assert_array_equal(a, b_)
     for got, expected in zip(results[0], run(graph, [x, w])):
         np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, np.abs(expected).max()), rtol=0)
+
+
+@settings(max_examples=15)
+@given(n=st.integers(1, 4), groups=st.integers(1, 2), cg=st.integers(1, 3), og=st.integers(8, 20),
+       hw=st.tuples(st.integers(3, 9), st.integers(3, 9)), k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), padding=st.tuples(st.integers(0, 1), st.integers(0, 1)),
+       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), seed=st.integers(0, 2**16))
+def test_channels_last_grad_weight_matches_the_interpreter_at_1_and_2_threads(n, groups, cg, og, hw, k, stride,
+                                                                            padding, dilation, seed):
+    """The "dWC" plan (a vector or more of output channels: taps x channels tiles reduced over the
+    batch's pixels), eager and compiled, for any stride, padding, dilation and groups."""
+    from codegen import conv_direct
+    from codegen.compiler import compile_graph
+
+    span = [(kk - 1) * d + 1 for kk, d in zip(k, dilation)]
+    if any(h + 2 * p < s for h, p, s in zip(hw, padding, span)):
+        return
+    attrs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, cg * groups, *hw)).astype(np.float32)
+    oh, ow = [(h + 2 * p - s) // st_ + 1 for h, p, s, st_ in zip(hw, padding, span, stride)]
+    dy = rng.standard_normal((n, og * groups, oh, ow)).astype(np.float32)
+    plan = conv_direct.grad_weight_plan(DType.float32, n, groups, cg * groups, og * groups, hw, k, (oh, ow),
+                                        stride, padding, dilation)
+    assert plan.orientation == "dWC"
+    expected = reference("conv2d_grad_weight", [x, dy], kernel_hw=k, **attrs)
+    eager = apply1("conv2d_grad_weight", jg.tensor(x), jg.tensor(dy), kernel_hw=k, **attrs).numpy()
+    np.testing.assert_allclose(eager, expected, atol=tolerance(np.float32, n * oh * ow), rtol=0)
+    b = GraphBuilder("dwc")
+    xv, dyv = b.input(TensorType(x.shape, DType.float32)), b.input(TensorType(dy.shape, DType.float32))
+    compiled = compile_graph(b.output(b.add("conv2d_grad_weight", [xv, dyv], kernel_hw=k, **attrs).result))
+    previous = jg.get_num_threads()
+    try:
+        for threads in (1, 2):
+            jg.set_num_threads(threads)
+            np.testing.assert_array_equal(compiled(x, dy)[0], eager)
+    finally:
+        jg.set_num_threads(previous)

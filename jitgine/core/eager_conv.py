@@ -133,6 +133,17 @@ def _conv2d_grad_weight(attrs, arrays, types):
     dtype = DType.parse(x.dtype.name)
     direct = conv_direct.grad_weight_plan(dtype, n, groups, c, o, tuple(x.shape[2:]), (kh, kw), (oh, ow), stride,
                                           padding, dilation)
+    if direct is not None and direct.orientation == "dWC":
+        padded = _padded(direct, x)
+        dy_t = np.empty(groups * n * p * direct.cpad, x.dtype)
+        _kernel("channels_last", dtype, conv_direct.define_channels_last)(
+            [dy_t.ctypes.data, dy.ctypes.data], direct.channels_last_meta())
+        pixels, taps = direct.tables()
+        kernel = kernels.get_kernel((direct.key(), dtype), lambda module, name: conv_direct.define_grad_weight_channels(
+            module, name, dtype, direct.rows, direct.nv))
+        kernel([dw.ctypes.data, padded.ctypes.data, dy_t.ctypes.data, pixels.ctypes.data, taps.ctypes.data],
+               direct.kernel_meta())
+        return [dw]
     if direct is not None:
         padded = _padded(direct, x)
         kernel = kernels.get_kernel((direct.key(), dtype), lambda module, name: conv_direct.define_grad_weight(
