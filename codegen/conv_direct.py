@@ -216,25 +216,23 @@ class DirectPlan:
 
         Convolutions take the taps in (kh, c, kw) order, so the taps of one kernel row are a
         contiguous range of k ("W" skips the rows that fall into the zero padding); "dW"
-        takes them in weight order (c, kh, kw), the order it stores dw in."""
+        takes them in weight order (c, kh, kw), the order it stores dw in; so does "dWC", whose
+        A offsets (the batch's pixels) define_dwc_operands computes."""
         kh, c, kw = np.meshgrid(np.arange(self.kh), np.arange(self.cin), np.arange(self.kw), indexing="ij")
         if self.orientation in ("dW", "dWC"):
             c, kh, kw = (a.transpose(1, 0, 2) for a in (c, kh, kw))
         taps = (c * self.hp * self.wp + kh * self.dh * self.wp + kw * self.dw).reshape(-1).astype(np.int64)
-        if self.orientation == "dWC":  # (pixel offsets over the batch, taps): k runs over the pixels
-            n, oh, ow = np.meshgrid(np.arange(self.n), np.arange(self.oh), np.arange(self.ow), indexing="ij")
-            image = self.groups * self.cin * self.hp * self.wp
-            pixels = (n * image + oh * self.sh * self.wp + ow * self.sw).reshape(-1).astype(np.int64)
-            return pixels, taps
         k = np.arange(self.ck, dtype=np.int64)  # the prepared weights are in tap order
-        return (k, taps) if self.orientation in ("W", "dW") else (taps, k * self.cpad)
+        return (k, taps) if self.orientation in ("W", "dW", "dWC") else (taps, k * self.cpad)
 
-    def channels_last_meta(self) -> list[int]:
-        """define_channels_last meta ("dWC"): dy as (G, N*P, cpad)."""
+    def operands_meta(self) -> list[int]:
+        """define_dwc_operands meta ("dWC"): dy as (G, N*P, cpad), and the pixels' offsets."""
         tasks = self.groups * self.n
         p = self.oh * self.ow
         grain = tasks if tasks * p * self.cpad < (1 << 15) else 1
-        return [tasks, grain, self.n, self.cout, p, self.cpad, self.groups]
+        image = self.groups * self.cin * self.hp * self.wp
+        return [tasks, grain, self.n, self.cout, p, self.cpad, self.groups, self.ow, self.sh * self.wp, self.sw,
+                image]
 
     def key(self) -> tuple:
         return ("conv_direct", self.orientation, self.nv, self.rows)
@@ -635,25 +633,35 @@ def define_grad_weight(module: ir.Module, name: str, dtype: DType, rows: int, ta
     return define_plane_kernel(module, name, dtype, 4, 15, body)
 
 
-def define_channels_last(module: ir.Module, name: str, dtype: DType) -> ir.Function:
-    """pointers [dst, dy]; meta [tasks = G*N, grain, N, C, P, cpad, G]: dst[g][n*P + p][o] =
-    dy[n, g*C + o, p] for o < C, zero for C <= o < cpad (a "dWC" plan's B operand)."""
+def define_dwc_operands(module: ir.Module, name: str, dtype: DType) -> ir.Function:
+    """A "dWC" plan's operands. pointers [dst, dy, pixel_off]; meta (DirectPlan.operands_meta)
+    [tasks = G*N, grain, N, C, P, cpad, G, OW, row_step, SW, image]: dst[g][n*P + p][o] =
+    dy[n, g*C + o, p] for o < C, zero for C <= o < cpad (dy channels-last), and, by group 0's
+    tasks, pixel_off[n*P + p] = n*image + oh*row_step + ow*SW, where pixel p = (oh, ow) reads the
+    padded source (computed here rather than stored in the module: the table grows with the batch)."""
     zero = emit.constant(dtype, 0.0)
 
     def body(b, pointers, meta, task):
-        dst, dy = pointers
-        N, C, P, cpad, G = meta[2:]
+        dst, dy, pixel_off = pointers
+        pixel_off = b.bitcast(pixel_off, I64.as_pointer())
+        N, C, P, cpad, G, OW, row_step, SW, image = meta[2:]
         g, n = b.sdiv(task, N), b.srem(task, N)
-        image = gep(b, dy, b.mul(b.add(b.mul(n, b.mul(G, C)), b.mul(g, C)), P))
+        source = gep(b, dy, b.mul(b.add(b.mul(n, b.mul(G, C)), b.mul(g, C)), P))
         out = gep(b, dst, b.mul(task, b.mul(P, cpad)))
         with for_range(b, I64(0), P, name="p") as p:
             row = gep(b, out, b.mul(p, cpad))
             with for_range(b, I64(0), C, name="o") as o:
-                b.store(b.load(gep(b, image, b.mul(o, P), p)), gep(b, row, o))
+                b.store(b.load(gep(b, source, b.mul(o, P), p)), gep(b, row, o))
             with for_range(b, C, cpad, name="z") as o:
                 b.store(zero, gep(b, row, o))
+        with b.if_then(b.icmp_signed("==", g, I64(0))):
+            with for_range(b, I64(0), b.sdiv(P, OW), name="oh") as oh:
+                first = b.add(b.mul(n, image), b.mul(oh, row_step))
+                offsets = b.gep(pixel_off, [b.add(b.mul(n, P), b.mul(oh, OW))])
+                with for_range(b, I64(0), OW, name="ow") as ow:
+                    b.store(b.add(first, b.mul(ow, SW)), b.gep(offsets, [ow]))
 
-    return define_plane_kernel(module, name, dtype, 2, 7, body)
+    return define_plane_kernel(module, name, dtype, 3, 11, body)
 
 
 def define_grad_weight_channels(module: ir.Module, name: str, dtype: DType, rows: int, nv: int) -> ir.Function:

@@ -95,17 +95,19 @@ class _Emitter:
         for "dWC" plans, define_grad_weight for "dW")."""
         padded = self.padded(plan, x)
         if plan.orientation == "dWC":
-            dy_t = self.scratch(plan.groups * plan.n * plan.oh * plan.ow * plan.cpad)
-            transpose = self.shared(f"conv.{self.dtype}.channels_last",
-                                    lambda m, n: conv_direct.define_channels_last(m, n, self.dtype))
-            self.plane_call(transpose, [dy_t, dy], plan.channels_last_meta())
+            pixel_count = plan.n * plan.oh * plan.ow
+            dy_t = self.scratch(plan.groups * pixel_count * plan.cpad)
+            pixels = self.scratch(2 * pixel_count if self.dtype.itemsize == 4 else pixel_count)  # i64 offsets
+            operands = self.shared(f"conv.{self.dtype}.dwc_operands",
+                                   lambda m, n: conv_direct.define_dwc_operands(m, n, self.dtype))
+            self.plane_call(operands, [dy_t, dy, pixels], plan.operands_meta())
             kernel = self.shared(f"conv.{self.dtype}.grad_weight_channels{plan.rows}x{plan.nv}",
                                  lambda m, n: conv_direct.define_grad_weight_channels(m, n, self.dtype, plan.rows,
                                                                                       plan.nv))
-            pixels, taps = (self.constant_array(t) for t in plan.tables())
-            self.plane_call(kernel, [dw, padded, dy_t, pixels, taps], plan.kernel_meta())
-            self.free(dy_t)
-            self.free(padded)
+            self.plane_call(kernel, [dw, padded, dy_t, pixels, self.constant_array(plan.tables()[1])],
+                            plan.kernel_meta())
+            for pointer in (dy_t, pixels, padded):
+                self.free(pointer)
             return
         kernel = self.shared(f"conv.{self.dtype}.grad_weight{plan.rows}x{plan.nv}",
                              lambda m, n: conv_direct.define_grad_weight(m, n, self.dtype, plan.rows, plan.nv))

@@ -136,13 +136,13 @@ def _conv2d_grad_weight(attrs, arrays, types):
     if direct is not None and direct.orientation == "dWC":
         padded = _padded(direct, x)
         dy_t = np.empty(groups * n * p * direct.cpad, x.dtype)
-        _kernel("channels_last", dtype, conv_direct.define_channels_last)(
-            [dy_t.ctypes.data, dy.ctypes.data], direct.channels_last_meta())
-        pixels, taps = direct.tables()
+        pixels = np.empty(n * p, np.int64)
+        _kernel("dwc_operands", dtype, conv_direct.define_dwc_operands)(
+            [dy_t.ctypes.data, dy.ctypes.data, pixels.ctypes.data], direct.operands_meta())
         kernel = kernels.get_kernel((direct.key(), dtype), lambda module, name: conv_direct.define_grad_weight_channels(
             module, name, dtype, direct.rows, direct.nv))
-        kernel([dw.ctypes.data, padded.ctypes.data, dy_t.ctypes.data, pixels.ctypes.data, taps.ctypes.data],
-               direct.kernel_meta())
+        kernel([dw.ctypes.data, padded.ctypes.data, dy_t.ctypes.data, pixels.ctypes.data,
+                direct.tables()[1].ctypes.data], direct.kernel_meta())
         return [dw]
     if direct is not None:
         padded = _padded(direct, x)
