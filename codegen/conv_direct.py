@@ -364,11 +364,16 @@ def define_weight_scatter(module: ir.Module, name: str, dtype: DType) -> ir.Func
     return define_plane_kernel(module, name, dtype, 2, 14, body)
 
 
-def _define_micro(module: ir.Module, name: str, dtype: DType, rows: int, nv: int, orientation: str) -> ir.Function:
-    """`micro(T** a_rows, i64* a_off, T* b, i64* b_off, i64 k_begin, i64 k_end, T* tile, i64 b_step)`:
+def _define_micro(module: ir.Module, dtype: DType, rows: int, nv: int, orientation: str) -> ir.Function:
+    """`micro(T** a_rows, i64* a_off, T* b, i64* b_off, i64 k_begin, i64 k_end, T* tile, i64 b_step)`,
+    one per module, dtype, shape and orientation (the kernels of a graph share it):
     tile[r][v*L + l] = sum_k a_rows[r][a_off[k]] * b[b_off[k] + v*L + l] over [k_begin, k_end), an
     FMA chain in k order. The weight side is affine in k and skips its table: A at k ("W"),
     B at k*b_step ("C")."""
+    name = f"conv.{dtype}.micro{orientation}{rows}x{nv}"
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
     blk = blocking_for(dtype.name)
     T, V, L = blk.element, blk.vector, blk.lanes
     P = T.as_pointer()
@@ -411,7 +416,7 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
     blk = blocking_for(dtype.name)
     T, V, L = blk.element, blk.vector, blk.lanes
     width = nv * L
-    micro = _define_micro(module, name + ".micro", dtype, rows, nv, orientation)
+    micro = _define_micro(module, dtype, rows, nv, orientation)
 
     def store(b, value, pointer, index, extras, channel_step=None):
         """The epilogue on `value`, then its elements to `pointer`: along the row ("col") or,
@@ -673,7 +678,7 @@ def define_grad_weight_channels(module: ir.Module, name: str, dtype: DType, rows
     blk = blocking_for(dtype.name)
     T, V, L = blk.element, blk.vector, blk.lanes
     width = nv * L
-    micro = _define_micro(module, name + ".micro", dtype, rows, nv, "C")
+    micro = _define_micro(module, dtype, rows, nv, "C")
 
     def body(b, pointers, meta, task):
         dw, src, dyt, pixel_off, tap_off = pointers
