@@ -1,6 +1,6 @@
 """random_uniform (Philox-4x32-10 kernel) vs NumPy's and PyTorch's uniform generators, same process.
 
-    python benchmarks/random.py [--sizes 4096,262144,4194304] [--threads N]
+    python benchmarks/random_uniform.py [--sizes 4096,262144,4194304] [--threads N]
 
 Without --threads it re-runs itself at 1 thread and at every core. Each
 contender fills a float32 array of `size` values in [0, 1): jitgine's eager
