@@ -46,14 +46,6 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def _compile_cached(llvm_ir: str, compile: Callable[[str], bytes]) -> bytes:
-    obj = cache.load_object(llvm_ir)
-    if obj is None:
-        obj = compile(llvm_ir)
-        cache.store_object(llvm_ir, obj)
-    return obj
-
-
 def _start(work: Callable[[], bytes]) -> tuple[int, int]:
     """Fork a child that runs `work` (print a part, compile it); (pid, the pipe's read end)."""
     read_end, write_end = os.pipe()
@@ -97,13 +89,13 @@ def compile_parts(count: int, text_of: Callable[[int], str],
     if count > 1 and compile_jobs() > 1 and _can_fork():
         target.target_machine()  # initialise LLVM once, before forking, for every child
         for i in range(1, min(count, compile_jobs())):
-            children[i] = _start(lambda i=i: _compile_cached(text_of(i), compile))
+            children[i] = _start(lambda i=i: cache.cached_object(text_of(i), compile))
     objects: list[bytes | None] = [None] * count
     for i in range(count):
         if i not in children:
-            objects[i] = _compile_cached(text_of(i), compile)
+            objects[i] = cache.cached_object(text_of(i), compile)
     for i, (pid, read_end) in children.items():
-        objects[i] = _finish(pid, read_end) or _compile_cached(text_of(i), compile)
+        objects[i] = _finish(pid, read_end) or cache.cached_object(text_of(i), compile)
     return objects
 
 
