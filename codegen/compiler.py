@@ -62,6 +62,7 @@ class Lowering:
     buffers_arg: ir.Value
     kernel_names: list[str] = field(default_factory=list)
     kernel_nodes: list[Node | None] = field(default_factory=list)  # the node each kernel lowers
+    generic_kernels: dict[tuple, ir.Function] = field(default_factory=dict)  # see _fused_call
 
     def pointer(self, buffer: Buffer) -> ir.Value:
         base = self.builder.load(self.builder.gep(self.buffers_arg, [I64(buffer.slot)]))
@@ -86,6 +87,9 @@ class Lowering:
         return name
 
 
+# Fused kernels over at most this many elements share shape-generic code (see _fused_call).
+SHARED_FUSED_MAX_ELEMENTS = 1 << 12
+
 LowerFn = Callable[[Lowering, Node, list[Buffer], list[Buffer]], None]
 LOWERINGS: dict[str, LowerFn] = {}
 
@@ -102,13 +106,36 @@ def lowering(*ops: str) -> Callable[[LowerFn], LowerFn]:
 def _fused_call(ctx: Lowering, name: str, region: Graph, shape: tuple[int, ...], views: list,
                 outs: list[Buffer], ins: list[Buffer], reduce: str | None = None,
                 axes: tuple[int, ...] = ()) -> None:
+    """Kernel `name` running `region` over `shape`: its own code with the sizes baked in, or, for
+    at most SHARED_FUSED_MAX_ELEMENTS elements, a wrapper around one shape-generic kernel that every
+    small kernel of the module with the same region, types and loop plan calls with its meta (a
+    training step updates many small tensors alike: biases, their gradients, optimizer slots)."""
     plan, meta = plan_loops(shape, views, axes if reduce else None, len(outs))
     in_place = [None if reduce else next((j for j, i in enumerate(ins) if (i.slot, i.offset) == (o.slot, o.offset)
                                           and views[len(outs) + j] == views[k]), None)
                 for k, o in enumerate(outs)]
-    kernel = define_fused_kernel(ctx.module, name, region, [o.type.dtype for o in outs],
-                                 [i.type.dtype for i in ins], plan, reduce, static_meta=meta, in_place=in_place)
-    ctx.call(kernel, [ctx.pointer(b) for b in outs + ins])
+    out_dtypes, in_dtypes = [o.type.dtype for o in outs], [i.type.dtype for i in ins]
+    pointers = [ctx.pointer(b) for b in outs + ins]
+    if math.prod(shape) > SHARED_FUSED_MAX_ELEMENTS:
+        kernel = define_fused_kernel(ctx.module, name, region, out_dtypes, in_dtypes, plan, reduce,
+                                     static_meta=meta, in_place=in_place)
+        ctx.call(kernel, pointers)
+        return
+    key = (print_graph(region), tuple(out_dtypes), tuple(in_dtypes), plan, reduce, tuple(in_place))
+    generic = ctx.generic_kernels.get(key)
+    if generic is None:
+        generic = define_fused_kernel(ctx.module, f"fused.generic{len(ctx.generic_kernels)}", region, out_dtypes,
+                                      in_dtypes, plan, reduce, in_place=in_place)
+        generic.attributes.add("noinline")  # inlined with constant meta, each wrapper would be a copy again
+        ctx.generic_kernels[key] = generic
+    meta_type = ir.ArrayType(I64, len(meta))
+    meta_global = ir.GlobalVariable(ctx.module, meta_type, name + ".meta")
+    meta_global.initializer, meta_global.global_constant = ir.Constant(meta_type, list(meta)), True
+    wrapper = ir.Function(ctx.module, KERNEL_TYPE, name)  # the kernel's own name, for inspection
+    b = ir.IRBuilder(wrapper.append_basic_block("entry"))
+    b.call(generic, [wrapper.args[0], b.bitcast(meta_global, I64.as_pointer())])
+    b.ret_void()
+    ctx.call(wrapper, pointers)
 
 
 def _identity_region(dtype: DType) -> Graph:
