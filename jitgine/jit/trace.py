@@ -88,6 +88,13 @@ class Tracer:
         self.updates: dict[int, tuple[Tensor, Value]] = {}
         self.argument_inputs: list[Value] = []
         self.primitives = 0
+        self.guards: list[tuple[str, Callable[[], Any], Any]] = []
+
+    def guard(self, what: str, read: Callable[[], Any]) -> None:
+        """The graph depends on the Python value `read()` returns now (e.g. an optimizer's momentum,
+        baked in as a constant): a later call with a different value retraces instead of running
+        stale code."""
+        self.guards.append((what, read, read()))
 
     def value_of(self, tensor: Tensor) -> Value:
         key = id(tensor)
@@ -144,6 +151,15 @@ class Executable:
     stages: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # seconds spent tracing, in the passes, compiling
     grads_present: tuple[bool, ...] = ()  # per captured tensor: had a .grad when traced
+    guards: list = field(default_factory=list)  # (what, read, value at trace time): Tracer.guard
+
+    def stale_guard(self) -> str | None:
+        """Why this executable no longer fits (a guarded Python value changed), or None."""
+        for what, read, value in self.guards:
+            now = read()
+            if now != value:
+                return f"{what} changed from {value} to {now}"
+        return None
 
     def grads_match(self) -> bool:
         """Is each captured tensor's gradient present now exactly when it was at trace time? (A
@@ -274,7 +290,7 @@ class trace(Inspectable):
             reason = "first call" if not self.executables else self._why(signature)
             executable = self._trace(args, kwargs, arrays)
             self.executables[signature + (("grads", executable.grads_present),)] = executable
-            if len(self.executables) > 1:
+            if reason != "first call":
                 self.retraces += 1
             observe.compiled(self, executable, signature, reason)
         self.last = executable
@@ -306,14 +322,18 @@ class trace(Inspectable):
         """The executable compiled for `signature` whose gradient presence matches the tensors' now."""
         last = self.last
         if last is not None and self.executables.get(signature + (("grads", last.grads_present),)) is last \
-                and last.grads_match():
+                and last.grads_match() and last.stale_guard() is None:
             return last
         for key, executable in self.executables.items():
-            if key[:-1] == signature and executable.grads_match():
+            if key[:-1] == signature and executable.grads_match() and executable.stale_guard() is None:
                 return executable
         return None
 
     def _why(self, signature: tuple) -> str:
+        for key, executable in self.executables.items():
+            stale = executable.stale_guard() if key[:-1] == signature and executable.grads_match() else None
+            if stale:
+                return stale
         if any(key[:-1] == signature for key in self.executables):
             return "gradients appeared or were cleared since the last trace (backward accumulates into them)"
         previous = list(self.executables)[-1]
@@ -375,4 +395,5 @@ class trace(Inspectable):
         timings = {"trace": traced - start, "passes": optimized_at - traced, "compile": compiled.compile_seconds}
         present = tuple(tracer.grads_before[key] is not None for key in tracer.captured)
         return Executable(compiled, len(arrays), captured, [t for t, _ in tracer.updates.values()],
-                          len(flat), grads, structure, tracer.primitives, passes.stages, timings, present)
+                          len(flat), grads, structure, tracer.primitives, passes.stages, timings, present,
+                          tracer.guards)

@@ -3,7 +3,9 @@
 Updates are F ops on Tensors applied with `param._reset(new)` (slots too),
 so the same `step()` runs eagerly and, under trace, becomes state updates of
 the compiled step. The learning rate enters as a 0-d Tensor held per group
-(kept in sync with `group["lr"]`), so changing it never needs a retrace.
+(kept in sync with `group["lr"]`), so changing it never needs a retrace; the
+other hyperparameters are constants of a traced step, guarded: changing one
+(momentum, betas, weight decay) retraces on the next call.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..core import dispatch
 from ..tensor import Parameter, Tensor
 
 
@@ -86,6 +89,8 @@ class Optimizer:
 
     def step(self) -> "Optimizer":
         """Update every parameter that has a gradient; returns self (for `opt.step().clear_grad()`)."""
+        if dispatch.tracer is not None:  # hyperparameters other than lr become constants of the graph
+            dispatch.tracer.guard(f"{type(self).__name__} hyperparameters", self._hyperparameters)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -96,6 +101,11 @@ class Optimizer:
 
     def _update(self, param: Tensor, grad: Tensor, group: ParamGroup, state: dict[str, Tensor]) -> None:
         raise NotImplementedError
+
+    def _hyperparameters(self) -> tuple:
+        """Every group's settings but the parameters and lr (which a traced step reads as a tensor)."""
+        return tuple(tuple(sorted((k, v) for k, v in group.items() if k not in ("params", "lr", "initial_lr")))
+                     for group in self.param_groups)
 
     @staticmethod
     def _lr(group: ParamGroup, like: Tensor) -> Tensor:
