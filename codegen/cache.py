@@ -136,12 +136,12 @@ def store_graph(key: str, payload: bytes) -> None:
         _store(folder / (key + ".graph"), payload)
 
 
-def load_object(llvm_ir: str) -> bytes | None:
-    """The cached object code of `llvm_ir`, or None (a miss; a damaged entry counts as rebuilt)."""
+def cached_object(llvm_ir: str, compile: Callable[[str], bytes]) -> bytes:
+    """The object code for `llvm_ir`, from the disk cache or compiled (and then stored)."""
     folder = cache_dir()
     if folder is None:
         stats.misses += 1
-        return None
+        return compile(llvm_ir)
     path = folder / (key_of(llvm_ir) + ".o")
     payload = _read(path)
     if payload is not None:
@@ -150,19 +150,6 @@ def load_object(llvm_ir: str) -> bytes | None:
     if path.exists():
         stats.rebuilt += 1
     stats.misses += 1
-    return None
-
-
-def store_object(llvm_ir: str, obj: bytes) -> None:
-    folder = cache_dir()
-    if folder is not None:
-        _store(folder / (key_of(llvm_ir) + ".o"), obj)
-
-
-def cached_object(llvm_ir: str, compile: Callable[[str], bytes]) -> bytes:
-    """The object code for `llvm_ir`, from the disk cache or compiled (and then stored)."""
-    obj = load_object(llvm_ir)
-    if obj is None:
-        obj = compile(llvm_ir)
-        store_object(llvm_ir, obj)
+    obj = compile(llvm_ir)
+    _store(path, obj)
     return obj

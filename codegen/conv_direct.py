@@ -62,7 +62,8 @@ from . import emit
 from .conv import define_plane_kernel
 from .emit import I64
 from .gemm_kernel import (
-    Epilogue, EpilogueIndex, blocking_for, entry_alloca, fma, gep, imin, new_function, splat, vector_pointer,
+    Epilogue, EpilogueIndex, blocking_for, define_once, entry_alloca, fma, gep, imin, new_function, splat,
+    vector_pointer,
 )
 from .lanes import masked_load, masked_store, scatter
 from .loops import for_range
@@ -371,9 +372,11 @@ def _define_micro(module: ir.Module, dtype: DType, rows: int, nv: int, orientati
     FMA chain in k order. The weight side is affine in k and skips its table: A at k ("W"),
     B at k*b_step ("C")."""
     name = f"conv.{dtype}.micro{orientation}{rows}x{nv}"
-    existing = module.globals.get(name)
-    if existing is not None:
-        return existing
+    return define_once(module, name, lambda: _define_micro_function(module, name, dtype, rows, nv, orientation))
+
+
+def _define_micro_function(module: ir.Module, name: str, dtype: DType, rows: int, nv: int,
+                           orientation: str) -> ir.Function:
     blk = blocking_for(dtype.name)
     T, V, L = blk.element, blk.vector, blk.lanes
     P = T.as_pointer()

@@ -43,7 +43,7 @@ from llvmlite import ir
 from . import cache, target
 from .gemm_kernel import (
     ELEMENT_TYPES, I1, I64, Blocking, Epilogue, EpilogueIndex, blocking_for, ceil_div, define_micro_kernel,
-    define_pack, entry_alloca, gep, imin, micro_heights, vector_pointer,
+    define_once, define_pack, entry_alloca, gep, imin, micro_heights, vector_pointer,
 )
 from .lanes import masked_store
 from .loops import for_range
@@ -70,8 +70,7 @@ def _declare(module: ir.Module, name: str, ret: ir.Type, args: Sequence[ir.Type]
 def _shared_pack(module: ir.Module, blk: Blocking, operand: str, along_k_contiguous: bool) -> ir.Function:
     """The module's packer for `operand` in this layout (every GEMM of the module shares it)."""
     name = f"gemm.{blk.dtype}.pack_{operand}{'_k' if along_k_contiguous else ''}"
-    existing = module.globals.get(name)
-    return existing if existing is not None else define_pack(module, name, blk, operand, along_k_contiguous)
+    return define_once(module, name, lambda: define_pack(module, name, blk, operand, along_k_contiguous))
 
 
 def _scratch(b: ir.IRBuilder, blk: Blocking, elements: ir.Value) -> ir.Value:
@@ -106,9 +105,10 @@ def _shared_body(module: ir.Module, blk: Blocking, trans_a: bool, trans_b: bool)
     module, dtype and transposition: every GEMM of a graph with those shares it (sizes, epilogue
     and its arguments come in the context), so a training step compiles a few, not one per product."""
     name = f"gemm.{blk.dtype}.body{int(trans_a)}{int(trans_b)}"
-    existing = module.globals.get(name)
-    if existing is not None:
-        return existing
+    return define_once(module, name, lambda: _define_body(module, name, blk, trans_a, trans_b))
+
+
+def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, trans_b: bool) -> ir.Function:
     heights = micro_heights(blk)
     kernels = [define_micro_kernel(module, blk, height, blk.nv) for height in heights]
     narrow_kernels = [define_micro_kernel(module, blk, height, 1) for height in heights] \

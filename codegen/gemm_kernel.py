@@ -164,6 +164,13 @@ def ceil_div(builder: ir.IRBuilder, x: ir.Value, y: ir.Value | int) -> ir.Value:
     return builder.sdiv(builder.add(x, builder.sub(y, I64(1))), y)
 
 
+def define_once(module: ir.Module, name: str, define: Callable[[], ir.Function]) -> ir.Function:
+    """Function `name` of `module`, defined by `define()` the first time it is asked for: kernels
+    that take their sizes at run time are shared by every node of a graph that needs them."""
+    existing = module.globals.get(name)
+    return existing if existing is not None else define()
+
+
 def new_function(module: ir.Module, name: str, args: Sequence[ir.Type]) -> ir.Function:
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), list(args)), name)
     fn.linkage = "internal"
@@ -310,9 +317,10 @@ def define_micro_kernel(module: ir.Module, blk: Blocking, height: int, vectors: 
     loop), and one kernel per row count serves both paths.
     """
     name = f"gemm.{blk.dtype}.micro{height}x{vectors}"
-    existing = module.globals.get(name)
-    if existing is not None:
-        return existing
+    return define_once(module, name, lambda: _define_micro_kernel(module, name, blk, height, vectors))
+
+
+def _define_micro_kernel(module: ir.Module, name: str, blk: Blocking, height: int, vectors: int) -> ir.Function:
     T, V, L, nv = blk.element, blk.vector, blk.lanes, vectors
     width = nv * L
     P = T.as_pointer()

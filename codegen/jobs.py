@@ -20,25 +20,14 @@ import threading
 from typing import Callable
 
 from . import cache, target
+from .parallel import count_setting
 
 _STATUS_OK = b"\x00"
 
 
 def compile_jobs() -> int:
-    """How many compilations may run at once."""
-    configured = os.environ.get("JITGINE_COMPILE_JOBS")
-    if configured:
-        try:
-            jobs = int(configured)
-        except ValueError:
-            raise ValueError(f"JITGINE_COMPILE_JOBS must be a positive integer, got {configured!r}") from None
-        if jobs < 1:
-            raise ValueError(f"JITGINE_COMPILE_JOBS must be a positive integer, got {configured!r}")
-        return jobs
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """How many compilations may run at once: JITGINE_COMPILE_JOBS, else every usable core."""
+    return count_setting("JITGINE_COMPILE_JOBS")
 
 
 def _can_fork() -> bool:

@@ -24,6 +24,7 @@ from .conv import define_col2im, define_im2col
 from .emit import I8, I64, memory_type
 from .epilogue import RegionEpilogue, tile_layout_of_conv
 from .gemm import define_gemm
+from .gemm_kernel import define_once
 from .loops import for_range
 from .pool import define_pool
 
@@ -60,7 +61,7 @@ class _Emitter:
     def shared(self, name: str, define: Callable[[ir.Module, str], ir.Function]) -> ir.Function:
         """Kernel `name`, defined once per module: these kernels take every size from their meta
         array, so all nodes of a graph that need the same one call one copy (compiled once)."""
-        return self.ctx.module.globals.get(name) or define(self.ctx.module, name)
+        return define_once(self.ctx.module, name, lambda: define(self.ctx.module, name))
 
     def constant_array(self, values) -> ir.Value:
         """An i64* to a constant global holding `values`."""
@@ -97,7 +98,7 @@ class _Emitter:
         if plan.orientation == "dWC":
             pixel_count = plan.n * plan.oh * plan.ow
             dy_t = self.scratch(plan.groups * pixel_count * plan.cpad)
-            pixels = self.scratch(2 * pixel_count if self.dtype.itemsize == 4 else pixel_count)  # i64 offsets
+            pixels = self.scratch(pixel_count * 8 // self.dtype.itemsize)  # i64 offsets
             operands = self.shared(f"conv.{self.dtype}.dwc_operands",
                                    lambda m, n: conv_direct.define_dwc_operands(m, n, self.dtype))
             self.plane_call(operands, [dy_t, dy, pixels], plan.operands_meta())

@@ -119,15 +119,21 @@ def get_num_threads() -> int:
     return int(_libgomp().omp_get_max_threads())
 
 
-def default_num_threads() -> int:
-    """JITGINE_NUM_THREADS if set, else every core this process may run on."""
-    text = os.environ.get("JITGINE_NUM_THREADS", "").strip()
+def count_setting(variable: str) -> int:
+    """The positive integer in environment variable `variable` if set, else every core this
+    process may run on."""
+    text = os.environ.get(variable, "").strip()
     if text:
         try:
             value = int(text)
         except ValueError:
-            raise ValueError(f"JITGINE_NUM_THREADS must be a positive integer, got {text!r}") from None
+            raise ValueError(f"{variable} must be a positive integer, got {text!r}") from None
         if value < 1:
-            raise ValueError(f"JITGINE_NUM_THREADS must be a positive integer, got {text!r}")
+            raise ValueError(f"{variable} must be a positive integer, got {text!r}")
         return value
     return len(os.sched_getaffinity(0))
+
+
+def default_num_threads() -> int:
+    """JITGINE_NUM_THREADS if set, else every core this process may run on."""
+    return count_setting("JITGINE_NUM_THREADS")
