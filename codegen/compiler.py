@@ -383,6 +383,10 @@ def _lower(graph: Graph, plan: MemoryPlan) -> Lowering:
     """The LLVM module of `graph`: its kernels and the `run` entry calling them in order."""
     module = new_module(graph.name)
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer()]), "run")
+    # The entry only loads buffer pointers and calls kernels, once per step: optimising it is
+    # compile time for nothing (it is a tenth of a training step's instructions).
+    entry.attributes.add("noinline")
+    entry.attributes.add("optnone")
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
     ctx = Lowering(module, builder, entry.args[0])
     n_in, n_out = len(graph.inputs), len(graph.outputs)

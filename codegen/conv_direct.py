@@ -440,30 +440,31 @@ def define_direct_conv(module: ir.Module, name: str, dtype: DType, orientation: 
         b_row = gep(b, src, b.mul(n, src_img), b.mul(g, src_group), b.mul(oh, row_step))
         col_row = b.mul(oh, OW)
         out_row = gep(b, dst, b.mul(n, dst_img), b.mul(channel0, P), col_row)
+        stored_rows = imin(b, I64(rows), b.sub(cout, o_first))
         with for_range(b, I64(0), OW, width, name="ow") as ow0:
             b.call(micro, [rows_ptr, a_off, gep(b, b_row, ow0), b_off, k_lo, k_hi, tile, I64(0)])
-            for r in range(rows):
-                with b.if_then(b.icmp_signed("<", b.add(o_first, I64(r)), cout)):
-                    out = gep(b, out_row, b.mul(I64(r), P))
-                    for v in range(nv):
-                        col = b.add(ow0, I64(v * L))
-                        left = b.sub(OW, col)
-                        value = b.load(vector_pointer(b, gep(b, tile, (r * nv + v) * L), V), align=blk.element_bytes)
+            # A loop, not unrolled: each store inlines the epilogue, twice (full and masked vector).
+            with for_range(b, I64(0), stored_rows, name="r") as r:
+                out = gep(b, out_row, b.mul(r, P))
+                for v in range(nv):
+                    col = b.add(ow0, I64(v * L))
+                    left = b.sub(OW, col)
+                    value = b.load(vector_pointer(b, gep(b, tile, b.add(b.mul(r, I64(width)), I64(v * L))), V),
+                                   align=blk.element_bytes)
 
-                        def put(valid, r=r, col=col, out=out, value=value):
-                            store(b, value, gep(b, out, col),
-                                  EpilogueIndex(n, b.add(channel0, I64(r)), b.add(col_row, col), L, "col", valid),
-                                  extras)
+                    def put(valid, r=r, col=col, out=out, value=value):
+                        store(b, value, gep(b, out, col),
+                              EpilogueIndex(n, b.add(channel0, r), b.add(col_row, col), L, "col", valid), extras)
 
-                        with b.if_else(b.icmp_signed(">=", left, I64(L))) as (full, part):
-                            with full:
-                                put(None)
-                            with part:
-                                if v == 0:  # the tile starts inside the row
+                    with b.if_else(b.icmp_signed(">=", left, I64(L))) as (full, part):
+                        with full:
+                            put(None)
+                        with part:
+                            if v == 0:  # the tile starts inside the row
+                                put(left)
+                            else:
+                                with b.if_then(b.icmp_signed(">", left, I64(0))):
                                     put(left)
-                                else:
-                                    with b.if_then(b.icmp_signed(">", left, I64(0))):
-                                        put(left)
 
     def body(b, pointers, meta, task, extras=()):
         dst, src, wmat, a_off, b_off = pointers

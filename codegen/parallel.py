@@ -51,6 +51,9 @@ def define_parallel_for(module: ir.Module, body: ir.Function) -> ir.Function:
     thread_num = _declare(module, "omp_get_thread_num", ir.FunctionType(I32, []))
     num_threads = _declare(module, "omp_get_num_threads", ir.FunctionType(I32, []))
     closure_type = ir.LiteralStructType([I8P, I64])
+    # Called once per thread's share of the work: inlining it into both callers below would
+    # compile the loop nest three times for nothing.
+    body.attributes.add("noinline")
 
     # The outlined function every team thread runs: take its contiguous share of [0, n).
     thunk = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P]), name + ".thunk")

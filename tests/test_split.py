@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from llvmlite import ir
 
 import jitgine.functional as F
 from codegen import compiler, jobs, split, target
@@ -125,3 +126,36 @@ def test_graph_entry_holds_every_part_and_rejects_a_truncated_one(network):
     names, nodes, parsed = compiler._parse_graph_entry(entry, compiled.graph)
     assert parsed == objects and names == compiled.kernel_names and nodes == compiled.kernel_nodes
     assert compiler._parse_graph_entry(entry[:-1], compiled.graph) is None
+
+
+def _synthetic_module(sizes: dict[str, int], optnone_entry: bool):
+    """A module whose `run` (of sizes["run"] instructions) calls each other function once."""
+    module = ir.Module("synthetic")
+    void = ir.FunctionType(ir.VoidType(), [ir.IntType(64)])
+    functions = {name: ir.Function(module, void, name) for name in sizes}
+    for name, size in sizes.items():
+        fn = functions[name]
+        builder = ir.IRBuilder(fn.append_basic_block())
+        value = fn.args[0]
+        for _ in range(size - 1 - (len(sizes) - 1 if name == "run" else 0)):
+            value = builder.add(value, value)
+        if name == "run":
+            for callee in sizes:
+                if callee != "run":
+                    builder.call(functions[callee], [value])
+        builder.ret_void()
+    if optnone_entry:
+        functions["run"].attributes.add("noinline")
+        functions["run"].attributes.add("optnone")
+    return module
+
+
+@pytest.mark.parametrize("optnone_entry", [False, True])
+def test_an_optnone_entry_is_weighed_at_its_compile_cost(monkeypatch, optnone_entry):
+    monkeypatch.setattr(split, "MIN_PART_INSTRUCTIONS", 1)
+    module = _synthetic_module({"run": 1000, "k1": 600, "k2": 500, "k3": 400}, optnone_entry)
+    bins = split.plan(module, 2).bins
+    # Counted at a tenth, the entry (100) leaves room for two kernels beside it: 1000 | 1000 in cost.
+    # Counted in full it is a part's heaviest item: run + k3 (1400) | k1 + k2 (1100).
+    expected = [["run", "k2", "k3"], ["k1"]] if optnone_entry else [["run", "k3"], ["k1", "k2"]]
+    assert [sorted(b, key=list(module.globals).index) for b in bins] == expected
