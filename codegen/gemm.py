@@ -41,6 +41,7 @@ import numpy as np
 from llvmlite import ir
 
 from . import cache, target
+from .kernels import DATA_OFFSET
 from .gemm_kernel import (
     ELEMENT_TYPES, I1, I64, Blocking, Epilogue, EpilogueIndex, blocking_for, ceil_div, define_micro_kernel,
     define_once, define_pack, entry_alloca, gep, imin, micro_heights, vector_pointer,
@@ -361,7 +362,7 @@ def _split(b: ir.IRBuilder, blk: Blocking, batch: ir.Value, M: ir.Value, N: ir.V
 
 _compiled: dict[tuple[str, bool, bool], tuple[target.LoadedObject, Callable]] = {}
 _compile_lock = threading.Lock()
-_ArgSlots = ctypes.c_int64 * 16  # 13 arguments, then 3 data pointers when _DATA_OFFSET is None
+_ArgSlots = ctypes.c_int64 * 16  # 13 arguments, then 3 data pointers when DATA_OFFSET is None
 _slots = threading.local()
 
 
@@ -391,17 +392,6 @@ def _native_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable:
         return _compiled[key][1]
 
 
-def _data_offset() -> int | None:
-    """Offset of the data pointer in a CPython ndarray object (PyArrayObject.data follows
-    PyObject_HEAD), if it checks out on probe arrays; None falls back to `.ctypes.data`."""
-    offset = object.__basic_size__ if hasattr(object, "__basic_size__") else object().__sizeof__()
-    for probe in (np.arange(3.0), np.zeros((4, 5), np.float32)[1:, 2:]):
-        if ctypes.c_void_p.from_address(id(probe) + offset).value != probe.ctypes.data:
-            return None
-    return offset
-
-
-_DATA_OFFSET = _data_offset()
 
 
 def _strides(x: np.ndarray, item: int) -> tuple[int, ...] | None:
@@ -469,12 +459,12 @@ def compile_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable[..., np.n
         slots = getattr(_slots, "args", None)
         if slots is None:
             slots = _slots.args = _ArgSlots()  # per thread: calls release the GIL
-        if _DATA_OFFSET is None:
+        if DATA_OFFSET is None:
             base = ctypes.addressof(slots) + 13 * 8
             slots[13:] = (A.ctypes.data, B.ctypes.data, out.ctypes.data)
             pointer_refs = (base, base + 8, base + 16)
         else:  # the ndarray objects' own data fields: no ctypes object per call
-            pointer_refs = (id(A) + _DATA_OFFSET, id(B) + _DATA_OFFSET, id(out) + _DATA_OFFSET)
+            pointer_refs = (id(A) + DATA_OFFSET, id(B) + DATA_OFFSET, id(out) + DATA_OFFSET)
         slots[:13] = (*pointer_refs, batch, M, N, K,
                     a_strides[-2], b_strides[-2], c_strides[-2],
                     a_strides[0] if batch_a > 1 else 0, b_strides[0] if batch_b > 1 else 0,

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Sequence
 
+import numpy as np
 from llvmlite import ir
 
 from . import cache, target
@@ -43,11 +44,41 @@ class CompiledKernel:
         stats.kernels += 1
         stats.seconds += time.perf_counter() - start
 
-    def __call__(self, pointers: Sequence[int], meta: Sequence[int]) -> None:
-        pointer_array = (ctypes.c_void_p * len(pointers))(*pointers)
-        meta_array = (ctypes.c_int64 * max(1, len(meta)))(*meta)
+    def __call__(self, arrays: Sequence[np.ndarray], meta: Sequence[int]) -> None:
+        """Run on `arrays` (the kernel's pointers, in order) with `meta`."""
+        self.call_prepared(arrays, meta_array(meta))
+
+    def call_prepared(self, arrays: Sequence[np.ndarray], meta: ctypes.Array) -> None:
+        """Call with a meta array built once by `meta_array` (eager calls reuse theirs)."""
+        pointer_array = (ctypes.c_void_p * len(arrays))(*[data_pointer(a) for a in arrays])
         stats.native_calls += 1
-        self.function(pointer_array, meta_array)
+        self.function(pointer_array, meta)
+
+
+def meta_array(meta: Sequence[int]) -> ctypes.Array:
+    return (ctypes.c_int64 * max(1, len(meta)))(*meta)
+
+
+def _data_offset() -> int | None:
+    """Offset of the data pointer in a CPython ndarray object (PyArrayObject.data follows
+    PyObject_HEAD), if it checks out on probe arrays; None falls back to `.ctypes.data`."""
+    offset = object.__basic_size__ if hasattr(object, "__basic_size__") else object().__sizeof__()
+    for probe in (np.arange(3.0), np.zeros((4, 5), np.float32)[1:, 2:]):
+        if ctypes.c_void_p.from_address(id(probe) + offset).value != probe.ctypes.data:
+            return None
+    return offset
+
+
+DATA_OFFSET = _data_offset()
+_pointer_at = ctypes.c_void_p.from_address
+
+
+def data_pointer(array: np.ndarray) -> int:
+    """`array.ctypes.data`, read straight from the ndarray object when its layout checked out
+    (0.5 us instead of 3.5 us: an eager op passes three or more)."""
+    if DATA_OFFSET is None or type(array) is not np.ndarray:
+        return array.ctypes.data
+    return _pointer_at(id(array) + DATA_OFFSET).value or 0
 
 
 _kernels: dict[Hashable, CompiledKernel] = {}

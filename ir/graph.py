@@ -40,15 +40,17 @@ class Value:
 Attrs = tuple[tuple[str, Any], ...]
 
 
+def _freeze(value: Any) -> Any:
+    # Module level, not nested in freeze_attrs: a recursive closure is a reference cycle per call,
+    # garbage that only the cyclic collector frees (its pauses showed in eager steps).
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
 def freeze_attrs(attrs: dict[str, Any]) -> Attrs:
     """Attributes as a sorted tuple of pairs with lists turned into tuples (hashable)."""
-
-    def freeze(value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            return tuple(freeze(v) for v in value)
-        return value
-
-    return tuple(sorted((k, freeze(v)) for k, v in attrs.items()))
+    return tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
 
 
 @dataclass(frozen=True, eq=False)

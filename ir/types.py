@@ -35,22 +35,23 @@ class DType(enum.Enum):
     @classmethod
     def parse(cls, text: str) -> "DType":
         """Accept the IR short name ('f32') or the NumPy-style name ('float32')."""
-        for dtype in cls:
-            if text in (dtype.value, dtype.name):
-                return dtype
+        dtype = _BY_NAME.get(text)
+        if dtype is not None:
+            return dtype
         raise ValueError(f"unknown dtype {text!r}; expected one of {[d.name for d in cls]}")
 
     def __str__(self) -> str:
         return self.value
 
 
+_PROMOTION_ORDER = [DType.bool, DType.int32, DType.int64, DType.float32, DType.float64]
+_BY_NAME = {**{d.value: d for d in DType}, **{d.name: d for d in DType}}
 _ITEMSIZE = {DType.float32: 4, DType.float64: 8, DType.int32: 4, DType.int64: 8, DType.bool: 1}
 
 
 def promote(a: DType, b: DType) -> DType:
     """Result dtype of a binary op on `a` and `b` (floats win, wider wins, bool loses)."""
-    order = [DType.bool, DType.int32, DType.int64, DType.float32, DType.float64]
-    return max(a, b, key=order.index)
+    return a if a is b else max(a, b, key=_PROMOTION_ORDER.index)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,9 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     """NumPy broadcasting of shapes; raises ValueError naming them when incompatible."""
-    rank = max((len(s) for s in shapes), default=0)
+    if all(s == shapes[0] for s in shapes[1:]):
+        return tuple(shapes[0]) if shapes else ()
+    rank = max(len(s) for s in shapes)
     result = []
     for axis in range(rank):
         dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}

@@ -11,6 +11,7 @@ converted (unsigned and small ints to int32, float16 to float32).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,12 @@ from ir.types import DType, TensorType
 
 SUPPORTED = {np.dtype(n): DType.parse(n) for n in ("float32", "float64", "int32", "int64", "bool")}
 DEVICE = "cpux:0"
+
+
+@functools.lru_cache(maxsize=4096)
+def _eager_type(shape: tuple[int, ...], dtype: np.dtype) -> TensorType:
+    """The IR type of an array (cached: every eager op asks for its operands' types)."""
+    return TensorType(shape, SUPPORTED[dtype])
 
 
 def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
@@ -79,15 +86,15 @@ class Tensor:
     def _type(self) -> TensorType:
         if self._symbol is not None:
             return self._symbol.type
-        return TensorType(tuple(self._array.shape), SUPPORTED[self._array.dtype])
+        return _eager_type(self._array.shape, self._array.dtype)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._type.shape
+        return self._array.shape if self._symbol is None else self._symbol.type.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self._type.dtype.name)
+        return self._array.dtype if self._symbol is None else np.dtype(self._symbol.type.dtype.name)
 
     @property
     def ndim(self) -> int:

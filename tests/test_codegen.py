@@ -71,7 +71,7 @@ def test_fused_tanh_kernel_is_vectorized_at_host_width():
     a = np.linspace(-4, 4, 1000, dtype=np.float32)
     b = np.full(1000, 0.25, np.float32)
     out = np.empty(1000, np.float32)
-    kernel([out.ctypes.data, a.ctypes.data, b.ctypes.data], meta)
+    kernel([out, a, b], meta)
     np.testing.assert_allclose(out, np.tanh(a.astype(np.float64) + 0.25), rtol=1e-6, atol=1e-6)
     assert_full_width(kernel.llvm_ir)
 
@@ -81,7 +81,7 @@ def test_sum_reduction_kernel_is_vectorized_at_host_width():
     kernel, meta = row_sum_kernel(shape)
     a = (np.arange(16000, dtype=np.float32) % 13).reshape(shape)
     out = np.empty(16, np.float32)
-    kernel([out.ctypes.data, a.ctypes.data], meta)
+    kernel([out, a], meta)
     np.testing.assert_array_equal(out, a.astype(np.float64).sum(axis=1))  # small ints: exact
     assert_full_width(kernel.llvm_ir)
 
@@ -181,3 +181,10 @@ def test_large_transcendental_does_not_depend_on_the_thread_count(threads):
     one, two = at_threads(1, lambda: F.tanh(x)), at_threads(2, lambda: F.tanh(x))
     assert one.tobytes() == two.tobytes()
     np.testing.assert_allclose(two, np.tanh(x.numpy().astype(np.float64)), rtol=1e-6, atol=1e-6)
+
+
+def test_data_pointer_reads_the_address_numpy_reports():
+    base = np.arange(60, dtype=np.float32).reshape(6, 10)
+    for array in (base, base[2:, 3:], base.T, base[:, ::3], np.empty(0, np.int64), np.asarray(5.0),
+                  np.broadcast_to(base[0], (4, 10)), base.view(np.recarray)):
+        assert kernels.data_pointer(array) == array.ctypes.data

@@ -538,3 +538,30 @@ def test_astype_float_to_int_saturates_like_the_interpreter(source, target):
     b = GraphBuilder()
     graph = b.output(b.apply("cast", b.input(TensorType(a.shape, DType[source])), dtype=target))
     np.testing.assert_array_equal(run(graph, [a])[0], expected)
+
+
+def test_repeated_calls_on_new_layouts_of_one_shape_plan_each_layout():
+    """Eager calls reuse a planned (kernel, meta) per operand layout: alternating contiguous,
+    transposed, broadcast and unaligned operands of one shape must each get their own."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((7, 5)).astype(np.float32)
+    record = np.zeros(35, dtype=[("flag", "u1"), ("value", "<f4")])  # 5-byte stride: copied per call
+    record["value"] = rng.standard_normal(35).astype(np.float32)
+    layouts = [base, np.ascontiguousarray(base.T).T, np.broadcast_to(base[:1], (7, 5)),
+               record["value"].reshape(7, 5), base[::-1]]
+    for _ in range(2):
+        for a in layouts:
+            for b in layouts:
+                got = (jg.Tensor._wrap(a) * 2.0 - jg.Tensor._wrap(b)).numpy()  # the views as they are
+                np.testing.assert_allclose(got, a * 2.0 - b, rtol=1e-6)
+
+
+def test_the_layout_cache_is_bounded(monkeypatch):
+    from jitgine.core import eager
+
+    monkeypatch.setattr(eager, "MAX_FUSED_CALLS", 2)
+    monkeypatch.setattr(eager, "_fused_calls", {})
+    for n in range(1, 6):
+        x = np.arange(n, dtype=np.float32)
+        np.testing.assert_allclose(F.exp(jg.tensor(x)).numpy(), np.exp(x), rtol=1e-6)
+        assert len(eager._fused_calls) <= 2

@@ -9,11 +9,14 @@ autodiff works for every op, composite or not.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from ir.graph import freeze_attrs
 from ir.ops import infer
 from ir.types import TensorType
+
+from . import eager
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -33,12 +36,29 @@ recorders: list[Recorder] = []
 tracer: Tracer | None = None
 
 
+@functools.lru_cache(maxsize=8192)
+def _cached_infer(primitive: str, operand_types: tuple[TensorType, ...], items: tuple) -> tuple[TensorType, ...]:
+    """Shape inference once per (primitive, operand types, attributes): eager code repeats them."""
+    return tuple(infer(primitive, operand_types, dict(items)))
+
+
+def _hashable(items: tuple) -> bool:
+    try:
+        hash(items)
+    except TypeError:
+        return False
+    return True
+
+
 def apply(primitive: str, *inputs: "Tensor", **attrs: Any) -> list["Tensor"]:
     """Apply `primitive` to tensors; returns its results (a list, usually of one)."""
-    from . import eager
-
-    frozen = dict(freeze_attrs(attrs))
-    types = infer(primitive, [t._type for t in inputs], frozen)
+    items = freeze_attrs(attrs) if attrs else ()
+    operand_types = tuple(t._type for t in inputs)
+    frozen = dict(items)
+    if _hashable(items):
+        types = list(_cached_infer(primitive, operand_types, items))
+    else:
+        types = infer(primitive, operand_types, frozen)
     if tracer is not None:
         outputs = tracer.apply(primitive, frozen, inputs, types)
     else:

@@ -9,6 +9,7 @@ Creation of constants and index ranges fills new storage directly.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from typing import Any, Callable, Sequence
 
@@ -23,6 +24,8 @@ from ir.interpret import NP_DTYPES
 from ir.ops import REGISTRY
 from ir.printer import print_graph
 from ir.types import DType, TensorType
+
+from ..tensor import Tensor
 
 Handler = Callable[[dict[str, Any], list[np.ndarray], list[TensorType]], list[np.ndarray]]
 HANDLERS: dict[str, Handler] = {}
@@ -41,6 +44,14 @@ def register(*primitives: str) -> Callable[[Handler], Handler]:
 
 def numpy_dtype(dtype: DType) -> np.dtype:
     return np.dtype(NP_DTYPES[dtype.value])
+
+
+_DTYPES = {numpy_dtype(d): d for d in DType}
+
+
+def dtype_of(array: np.ndarray) -> DType:
+    """The IR dtype of an array (a table lookup: `np.dtype.name` is slow enough to show per op)."""
+    return _DTYPES[array.dtype]
 
 
 def empty(t: TensorType) -> np.ndarray:
@@ -70,32 +81,56 @@ def _strided_ok(array: np.ndarray) -> np.ndarray:
     return array
 
 
+# (region, reduction, operand layouts) -> (kernel, meta): an eager step repeats its calls, and
+# planning the loops costs more than the dict lookup by far.
+MAX_FUSED_CALLS = 4096
+_fused_calls: dict[tuple, tuple[kernels.CompiledKernel, ctypes.Array] | None] = {}
+
+
 def run_fused(region: Graph, region_text: str, outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray],
               reduce: str | None = None, axes: tuple[int, ...] = ()) -> None:
     """Run `region` over the inputs' index space, writing `outputs` (which may be strided views)."""
-    inputs = [_strided_ok(a) for a in inputs]
+    key = (region_text, reduce, axes, len(outputs), inputs[0].shape if inputs else outputs[0].shape,
+           *[(a.strides, a.dtype) for a in outputs], *[(a.strides, a.dtype) for a in inputs])
+    call = _fused_calls.get(key, False)
+    if call is False:
+        aligned = [_strided_ok(a) for a in inputs]
+        call = _plan_fused(region, region_text, outputs, aligned, reduce, axes)
+        if all(a is b for a, b in zip(aligned, inputs)):  # else a copy per call: not kept
+            if len(_fused_calls) >= MAX_FUSED_CALLS:  # many layouts seen: start over rather than grow
+                _fused_calls.clear()
+            _fused_calls[key] = call
+        inputs = aligned
+    if call is not None:
+        kernel, meta = call
+        kernel.call_prepared([*outputs, *inputs], meta)
+
+
+def _plan_fused(region: Graph, region_text: str, outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray],
+                reduce: str | None, axes: tuple[int, ...]) -> tuple[kernels.CompiledKernel, ctypes.Array] | None:
+    """The kernel and meta `run_fused` calls for these operands, or None when there is nothing to do."""
     shape = inputs[0].shape if inputs else outputs[0].shape
     if reduce is None and 0 in shape:
-        return
+        return None
     if reduce is None:
         out_views = [_view(o) for o in outputs]
     else:
         out_views = [contiguous_view(shape, axes)]
     plan, meta = plan_loops(shape, out_views + [_view(a) for a in inputs],
                             axes if reduce is not None else None, len(outputs))
-    out_dtypes = tuple(DType.parse(o.dtype.name) for o in outputs)
-    in_dtypes = tuple(DType.parse(a.dtype.name) for a in inputs)
+    out_dtypes = tuple(dtype_of(o) for o in outputs)
+    in_dtypes = tuple(dtype_of(a) for a in inputs)
 
     def build(module, name):
         define_fused_kernel(module, name, region, out_dtypes, in_dtypes, plan, reduce)
 
     kernel = kernels.get_kernel(("fused", region_text, out_dtypes, in_dtypes, plan, reduce), build)
-    kernel([o.ctypes.data for o in outputs] + [a.ctypes.data for a in inputs], meta)
+    return kernel, kernels.meta_array(meta)
 
 
 def copy_into(target: np.ndarray, source: np.ndarray) -> None:
     """target[...] = source (same shape; either may be strided) with a compiled copy."""
-    region, text = single_op_region("copy", (), (DType.parse(source.dtype.name),))
+    region, text = single_op_region("copy", (), (dtype_of(source),))
     run_fused(region, text, [target], [source])
 
 
@@ -108,8 +143,6 @@ def contiguous(array: np.ndarray) -> np.ndarray:
 
 
 def execute(primitive: str, attrs: dict[str, Any], inputs: Sequence, types: list[TensorType]) -> list:
-    from ..tensor import Tensor
-
     arrays = [t._array for t in inputs]
     handler = HANDLERS.get(primitive)
     if handler is None:
@@ -120,7 +153,7 @@ def execute(primitive: str, attrs: dict[str, Any], inputs: Sequence, types: list
 def _make_elementwise(primitive: str) -> Handler:
     def handler(attrs, arrays, types):
         region, text = single_op_region(primitive, tuple(sorted(attrs.items())),
-                                        tuple(DType.parse(a.dtype.name) for a in arrays))
+                                        tuple(dtype_of(a) for a in arrays))
         out = empty(types[0])
         run_fused(region, text, [out], arrays)
         return [out]
@@ -188,7 +221,7 @@ def _concat(attrs, arrays, types):
 
 def _make_reduction(primitive: str) -> Handler:
     def handler(attrs, arrays, types):
-        region, text = single_op_region("copy", (), (DType.parse(arrays[0].dtype.name),))
+        region, text = single_op_region("copy", (), (dtype_of(arrays[0]),))
         out = empty(types[0])
         run_fused(region, text, [out], arrays, reduce=primitive, axes=attrs["axes"])
         return [out]
@@ -216,10 +249,10 @@ def _make_arg_reduce(primitive: str) -> Handler:
             x3 = None
         if x3 is None:
             x3 = contiguous(x).reshape(outer, x.shape[axis], inner)
-        dtype = DType.parse(x.dtype.name)
+        dtype = dtype_of(x)
         kernel = kernels.get_kernel((primitive, dtype), lambda m, n: define_arg_reduce(m, n, dtype, primitive))
         meta = [outer, x3.shape[1], inner, *(s // x3.itemsize for s in x3.strides)]
-        kernel([out.ctypes.data, x3.ctypes.data], meta)
+        kernel([out, x3], meta)
         return [out]
 
     return handler

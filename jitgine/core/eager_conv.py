@@ -11,7 +11,7 @@ from codegen.gemm import compile_gemm
 from codegen.pool import define_pool
 from ir.types import DType
 
-from .eager import contiguous, empty, register, run_fused, single_op_region
+from .eager import contiguous, dtype_of, empty, register, run_fused, single_op_region
 
 # Scratch (im2col columns) per batch chunk, in elements: about the L3 size, at least one image.
 SCRATCH_ELEMENTS = 1 << 21
@@ -35,36 +35,33 @@ def _attrs(attrs: dict) -> tuple:
 def _im2col(col: np.ndarray, x: np.ndarray, khw, ohw, stride, padding, dilation, img_stride: int,
             row_stride: int) -> None:
     n, c, h, w = x.shape
-    dtype = DType.parse(x.dtype.name)
+    dtype = dtype_of(x)
     tasks = n * c
     meta = [tasks, _grain(tasks, tasks * khw[0] * khw[1] * ohw[0] * ohw[1]), c, h, w, *khw, *ohw, *stride,
             *padding, *dilation, img_stride, row_stride]
-    _kernel("im2col", dtype, define_im2col)([col.ctypes.data, x.ctypes.data], meta)
+    _kernel("im2col", dtype, define_im2col)([col, x], meta)
 
 
 def _padded(p: conv_direct.DirectPlan, src: np.ndarray) -> np.ndarray:
     """The zero-padded copy of src a direct plan reads (with slack past the end)."""
     padded = np.empty(p.padded_elements(), src.dtype)
     padded[-(p.width + 16):] = 0  # tiles read past the last row: keep those lanes finite
-    _kernel("pad", DType.parse(src.dtype.name), conv_direct.define_pad)([padded.ctypes.data, src.ctypes.data],
-                                                                        p.pad_meta())
+    _kernel("pad", dtype_of(src), conv_direct.define_pad)([padded, src], p.pad_meta())
     return padded
 
 
 def _direct(p: conv_direct.DirectPlan, dst: np.ndarray, src: np.ndarray, w: np.ndarray) -> None:
     """Run a direct-convolution plan: padded copy of src, prepared weights, the tap kernel."""
-    dtype = DType.parse(src.dtype.name)
+    dtype = dtype_of(src)
     padded = _padded(p, src)
     wmat = w
     if p.weight_elements():
         wmat = np.empty(p.weight_elements(), src.dtype)
-        _kernel("weight_scatter", dtype, conv_direct.define_weight_scatter)([wmat.ctypes.data, w.ctypes.data],
-                                                                            p.weight_meta())
+        _kernel("weight_scatter", dtype, conv_direct.define_weight_scatter)([wmat, w], p.weight_meta())
     a_off, b_off = p.tables()
     kernel = kernels.get_kernel((p.key(), dtype), lambda module, name: conv_direct.define_direct_conv(
         module, name, dtype, p.orientation, p.nv, p.rows))
-    kernel([dst.ctypes.data, padded.ctypes.data, wmat.ctypes.data, a_off.ctypes.data, b_off.ctypes.data],
-           p.kernel_meta())
+    kernel([dst, padded, wmat, a_off, b_off], p.kernel_meta())
 
 
 def _chunk(n: int, per_image: int) -> int:
@@ -80,7 +77,7 @@ def _conv2d(attrs, arrays, types):
     o, cg, kh, kw = w.shape
     if y.size == 0:
         return [y]
-    _direct(conv_direct.plan(DType.parse(x.dtype.name), n, groups, cg, o // groups, tuple(x.shape[2:]), (kh, kw), tuple(y.shape[2:]),
+    _direct(conv_direct.plan(dtype_of(x), n, groups, cg, o // groups, tuple(x.shape[2:]), (kh, kw), tuple(y.shape[2:]),
                              stride, padding, dilation), y, x, w)
     return [y]
 
@@ -96,7 +93,7 @@ def _conv2d_grad_input(attrs, arrays, types):
     p, ck, og = oh * ow, cg * kh * kw, o // groups
     if dx.size == 0:
         return [dx]
-    direct = conv_direct.grad_input_plan(DType.parse(dy.dtype.name), n, groups, c, o, (h, wd), (kh, kw), (oh, ow),
+    direct = conv_direct.grad_input_plan(dtype_of(dy), n, groups, c, o, (h, wd), (kh, kw), (oh, ow),
                                          stride, padding, dilation)
     if direct is not None:
         _direct(direct, dx, dy, w)
@@ -105,7 +102,7 @@ def _conv2d_grad_input(attrs, arrays, types):
     col = np.empty((chunk, c * kh * kw, p), dy.dtype)
     gemm = compile_gemm(dy.dtype.name, True, False)
     w2 = w.reshape(o, ck)
-    dtype = DType.parse(dy.dtype.name)
+    dtype = dtype_of(dy)
     for n0 in range(0, n, chunk):
         nc = min(chunk, n - n0)
         dy3 = dy[n0:n0 + nc].reshape(nc, o, p)
@@ -114,7 +111,7 @@ def _conv2d_grad_input(attrs, arrays, types):
         tasks = nc * c
         meta = [tasks, _grain(tasks, col[:nc].size), c, h, wd, kh, kw, oh, ow, *stride, *padding, *dilation,
                 c * kh * kw * p, p]
-        _kernel("col2im", dtype, define_col2im)([dx[n0:n0 + nc].ctypes.data, col.ctypes.data], meta)
+        _kernel("col2im", dtype, define_col2im)([dx[n0:n0 + nc], col], meta)
     return [dx]
 
 
@@ -130,26 +127,23 @@ def _conv2d_grad_weight(attrs, arrays, types):
     if n == 0 or p == 0:
         dw.fill(0)
         return [dw]
-    dtype = DType.parse(x.dtype.name)
+    dtype = dtype_of(x)
     direct = conv_direct.grad_weight_plan(dtype, n, groups, c, o, tuple(x.shape[2:]), (kh, kw), (oh, ow), stride,
                                           padding, dilation)
     if direct is not None and direct.orientation == "dWC":
         padded = _padded(direct, x)
         dy_t = np.empty(groups * n * p * direct.cpad, x.dtype)
         pixels = np.empty(n * p, np.int64)
-        _kernel("dwc_operands", dtype, conv_direct.define_dwc_operands)(
-            [dy_t.ctypes.data, dy.ctypes.data, pixels.ctypes.data], direct.operands_meta())
+        _kernel("dwc_operands", dtype, conv_direct.define_dwc_operands)([dy_t, dy, pixels], direct.operands_meta())
         kernel = kernels.get_kernel((direct.key(), dtype), lambda module, name: conv_direct.define_grad_weight_channels(
             module, name, dtype, direct.rows, direct.nv))
-        kernel([dw.ctypes.data, padded.ctypes.data, dy_t.ctypes.data, pixels.ctypes.data,
-                direct.tables()[1].ctypes.data], direct.kernel_meta())
+        kernel([dw, padded, dy_t, pixels, direct.tables()[1]], direct.kernel_meta())
         return [dw]
     if direct is not None:
         padded = _padded(direct, x)
         kernel = kernels.get_kernel((direct.key(), dtype), lambda module, name: conv_direct.define_grad_weight(
             module, name, dtype, direct.rows, direct.nv))
-        kernel([dw.ctypes.data, padded.ctypes.data, dy.ctypes.data, direct.tables()[1].ctypes.data],
-               direct.kernel_meta())
+        kernel([dw, padded, dy, direct.tables()[1]], direct.kernel_meta())
         return [dw]
     chunk = _chunk(n, c * kh * kw * p + o * p)
     col = np.empty(c * kh * kw * chunk * p, x.dtype)
@@ -157,7 +151,7 @@ def _conv2d_grad_weight(attrs, arrays, types):
     partial = np.empty((o, ck), x.dtype) if chunk < n else None
     gemm = compile_gemm(x.dtype.name, False, True)
     dw2 = dw.reshape(o, ck)
-    add, add_text = single_op_region("add", (), (DType.parse(x.dtype.name),) * 2)
+    add, add_text = single_op_region("add", (), (dtype_of(x),) * 2)
     for n0 in range(0, n, chunk):
         nc = min(chunk, n - n0)
         rows = nc * p  # the batch chunk folded into the GEMM's K
@@ -177,7 +171,7 @@ def _pool(primitive: str, outputs: np.ndarray, inputs: list[np.ndarray], attrs: 
     oh, ow = (inputs[-1] if primitive.endswith("_grad") else outputs).shape[2:]
     if outputs.size == 0:
         return
-    dtype = DType.parse(outputs.dtype.name)
+    dtype = dtype_of(outputs)
     kh, kw = attrs["kernel"]
     window = (kh, kw, *attrs["stride"]) if tuple(attrs.get("padding", (0, 0))) == (0, 0) else None
     kernel = kernels.get_kernel((primitive, dtype, window),
@@ -185,7 +179,7 @@ def _pool(primitive: str, outputs: np.ndarray, inputs: list[np.ndarray], attrs: 
     tasks = n * c
     meta = [tasks, _grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *attrs["stride"],
             *attrs.get("padding", (0, 0))]
-    kernel([outputs.ctypes.data] + [a.ctypes.data for a in inputs], meta)
+    kernel([outputs, *inputs], meta)
 
 
 def _make_pool(primitive: str):

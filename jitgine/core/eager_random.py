@@ -18,5 +18,5 @@ def _random_uniform(attrs, arrays, types):
     dtype = values_type.dtype
     kernel = kernels.get_kernel(("random_uniform", dtype),
                                 lambda module, name: define_random_uniform(module, name, dtype))
-    kernel([values.ctypes.data, state.ctypes.data, next_state.ctypes.data], random_meta(values.size, dtype))
+    kernel([values, state, next_state], random_meta(values.size, dtype))
     return [values, next_state]
