@@ -217,7 +217,7 @@ def define_tile_epilogue(module: ir.Module, name: str, blk: Blocking, extra_type
     `tile` (MR x NR, row stride NR, still in L1); `extras` points at a struct of the epilogue's
     arguments. Whole vectors, then one partial vector per row (`EpilogueIndex.valid`): every
     element once, after its whole K reduction."""
-    T, V, L = blk.element, blk.vector, blk.lanes
+    V, L = blk.vector, blk.lanes
     fn = ir.Function(module, _epilogue_type(blk), name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")

@@ -18,7 +18,7 @@ from llvmlite import ir
 
 from ir.graph import Node
 
-from . import conv_direct
+from . import conv_direct, conv_operands
 from .compiler import Buffer, Lowering, _fill, lowering
 from .conv import define_col2im, define_im2col
 from .emit import I8, I64, memory_type
@@ -84,7 +84,8 @@ class _Emitter:
     def padded(self, plan: conv_direct.DirectPlan, src: ir.Value) -> ir.Value:
         """Scratch holding the zero-padded copy of src that a direct plan reads."""
         padded = self.scratch(plan.padded_elements())
-        pad = self.shared(f"conv.{self.dtype}.pad", lambda m, n: conv_direct.define_pad(m, n, self.dtype))
+        kind, define = conv_operands.pad_kernel(plan)
+        pad = self.shared(f"conv.{self.dtype}.{kind}", lambda m, n: define(m, n, self.dtype))
         self.plane_call(pad, [padded, src], plan.pad_meta())
         slack = plan.width + 16  # lanes read past the last row: keep them finite
         with for_range(self.b, I64(plan.padded_elements() - slack), I64(plan.padded_elements()), name="slack") as i:
@@ -100,7 +101,7 @@ class _Emitter:
             dy_t = self.scratch(plan.groups * pixel_count * plan.cpad)
             pixels = self.scratch(pixel_count * 8 // self.dtype.itemsize)  # i64 offsets
             operands = self.shared(f"conv.{self.dtype}.dwc_operands",
-                                   lambda m, n: conv_direct.define_dwc_operands(m, n, self.dtype))
+                                   lambda m, n: conv_operands.define_dwc_operands(m, n, self.dtype))
             self.plane_call(operands, [dy_t, dy, pixels], plan.operands_meta())
             kernel = self.shared(f"conv.{self.dtype}.grad_weight_channels{plan.rows}x{plan.nv}",
                                  lambda m, n: conv_direct.define_grad_weight_channels(m, n, self.dtype, plan.rows,
@@ -124,7 +125,7 @@ class _Emitter:
         wmat = w
         if plan.weight_elements():
             wmat = self.scratch(plan.weight_elements())
-            scatter = self.shared(f"conv.{dtype}.weights", lambda m, n: conv_direct.define_weight_scatter(m, n, dtype))
+            scatter = self.shared(f"conv.{dtype}.weights", lambda m, n: conv_operands.define_weight_scatter(m, n, dtype))
             self.plane_call(scatter, [wmat, w], plan.weight_meta())
         if epilogue is None:
             kernel = self.shared(f"conv.{dtype}.direct{plan.orientation}{plan.rows}x{plan.nv}",

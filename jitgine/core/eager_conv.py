@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen import conv_direct, kernels
+from codegen import conv_direct, conv_operands, kernels
 from codegen.conv import define_col2im, define_im2col
 from codegen.gemm import compile_gemm
 from codegen.pool import define_pool
@@ -46,7 +46,8 @@ def _padded(p: conv_direct.DirectPlan, src: np.ndarray) -> np.ndarray:
     """The zero-padded copy of src a direct plan reads (with slack past the end)."""
     padded = np.empty(p.padded_elements(), src.dtype)
     padded[-(p.width + 16):] = 0  # tiles read past the last row: keep those lanes finite
-    _kernel("pad", dtype_of(src), conv_direct.define_pad)([padded, src], p.pad_meta())
+    kind, define = conv_operands.pad_kernel(p)
+    _kernel(kind, dtype_of(src), define)([padded, src], p.pad_meta())
     return padded
 
 
@@ -57,7 +58,7 @@ def _direct(p: conv_direct.DirectPlan, dst: np.ndarray, src: np.ndarray, w: np.n
     wmat = w
     if p.weight_elements():
         wmat = np.empty(p.weight_elements(), src.dtype)
-        _kernel("weight_scatter", dtype, conv_direct.define_weight_scatter)([wmat, w], p.weight_meta())
+        _kernel("weight_scatter", dtype, conv_operands.define_weight_scatter)([wmat, w], p.weight_meta())
     a_off, b_off = p.tables()
     kernel = kernels.get_kernel((p.key(), dtype), lambda module, name: conv_direct.define_direct_conv(
         module, name, dtype, p.orientation, p.nv, p.rows))
@@ -134,7 +135,7 @@ def _conv2d_grad_weight(attrs, arrays, types):
         padded = _padded(direct, x)
         dy_t = np.empty(groups * n * p * direct.cpad, x.dtype)
         pixels = np.empty(n * p, np.int64)
-        _kernel("dwc_operands", dtype, conv_direct.define_dwc_operands)([dy_t, dy, pixels], direct.operands_meta())
+        _kernel("dwc_operands", dtype, conv_operands.define_dwc_operands)([dy_t, dy, pixels], direct.operands_meta())
         kernel = kernels.get_kernel((direct.key(), dtype), lambda module, name: conv_direct.define_grad_weight_channels(
             module, name, dtype, direct.rows, direct.nv))
         kernel([dw, padded, dy_t, pixels, direct.tables()[1]], direct.kernel_meta())

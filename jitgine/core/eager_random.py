@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from codegen import kernels
 from codegen.random import define_random_uniform, random_meta
 
