@@ -345,3 +345,25 @@ def test_channels_last_grad_weight_matches_the_interpreter_at_1_and_2_threads(n,
             np.testing.assert_array_equal(compiled(x, dy)[0], eager)
     finally:
         jg.set_num_threads(previous)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 2), c=st.sampled_from([1, 3, 4, 7, 8, 9, 16, 17]), h=st.integers(1, 4),
+       w=st.sampled_from([1, 3, 4, 7, 8, 9, 13, 16, 17]), ph=st.integers(0, 2), pw=st.integers(0, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), threaded=st.booleans())
+def test_channels_last_padding_kernel(n, c, h, w, ph, pw, dtype, threaded):
+    """The "C" plans' source copy: (N, C, H, W) -> zero-padded (N, H+2PH, W+2PW, C)."""
+    from codegen import conv_operands, kernels
+
+    rng = np.random.default_rng(c * 100 + w)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    got = np.full((n, hp, wp, c), np.nan, dtype)
+    kernel = kernels.get_kernel(("test_pad_channels_last", DType.parse(np.dtype(dtype).name)),
+                                lambda module, name: conv_operands.define_pad_channels_last(
+                                    module, name, DType.parse(np.dtype(dtype).name)))
+    grain = 1 if threaded else n * hp  # tasks shared out, or all on the calling thread
+    kernel([got, x], [n * hp, grain, c, h, w, ph, pw])
+    want = np.zeros((n, hp, wp, c), dtype)
+    want[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(got, want)
