@@ -339,6 +339,7 @@ def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
         return value
     if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
         # A Python number is a `constant` primitive, so a traced graph sees (and folds) it.
+        from .core import dispatch
         from .core.dispatch import apply1
 
         dtype = np.asarray(value).dtype
@@ -347,8 +348,10 @@ def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
             kind = like.dtype.kind
             if isinstance(value, bool) or (isinstance(value, int) and kind in "fiu") or (isinstance(value, float) and kind == "f"):
                 dtype = like.dtype
-        dtype_name = np.dtype(dtype).name
-        return apply1("constant", value=bool(value) if dtype_name == "bool" else
-                      float(value) if np.dtype(dtype).kind == "f" else int(value), shape=(), dtype=dtype_name)
+        dtype = np.dtype(dtype)
+        value = bool(value) if dtype.kind == "b" else float(value) if dtype.kind == "f" else int(value)
+        if dispatch.tracer is None:  # eager: the constant is just data (no recorder needs an op without inputs)
+            return Tensor._wrap(np.full((), value, dtype))
+        return apply1("constant", value=value, shape=(), dtype=dtype.name)
     return Tensor(value)
 

@@ -47,6 +47,7 @@ def numpy_dtype(dtype: DType) -> np.dtype:
 
 
 _DTYPES = {numpy_dtype(d): d for d in DType}
+_NUMPY_DTYPES = {d: numpy_dtype(d) for d in DType}
 
 
 def dtype_of(array: np.ndarray) -> DType:
@@ -55,7 +56,7 @@ def dtype_of(array: np.ndarray) -> DType:
 
 
 def empty(t: TensorType) -> np.ndarray:
-    return np.empty(t.shape, numpy_dtype(t.dtype))
+    return np.empty(t.shape, _NUMPY_DTYPES[t.dtype])
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,9 +152,15 @@ def execute(primitive: str, attrs: dict[str, Any], inputs: Sequence, types: list
 
 
 def _make_elementwise(primitive: str) -> Handler:
+    regions: dict[tuple, tuple[Graph, str]] = {}  # by attributes and NumPy dtypes (cheap to hash)
+
     def handler(attrs, arrays, types):
-        region, text = single_op_region(primitive, tuple(sorted(attrs.items())),
-                                        tuple(dtype_of(a) for a in arrays))
+        key = (*attrs.items(), *[a.dtype for a in arrays])
+        region = regions.get(key)
+        if region is None:
+            region = regions[key] = single_op_region(primitive, tuple(sorted(attrs.items())),
+                                                     tuple(dtype_of(a) for a in arrays))
+        region, text = region
         out = empty(types[0])
         run_fused(region, text, [out], arrays)
         return [out]

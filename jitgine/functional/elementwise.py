@@ -9,6 +9,7 @@ import numpy as np
 
 from ir.types import DType, broadcast_shapes, promote
 
+from ..core import dispatch
 from ..core.dispatch import apply1
 from ..tensor import Tensor, as_tensor
 
@@ -32,6 +33,10 @@ def broadcast_to(x: Any, shape: Any) -> Tensor:
 
 def prepare(name: str, *operands: Any, float_only: bool = False) -> list[Tensor]:
     """Tensors of one dtype (promoted) and one shape (broadcast) for an elementwise op."""
+    if all(isinstance(o, Tensor) for o in operands):  # the common case, cheaply (eager pays per op)
+        first = operands[0]._type
+        if all(o._type == first for o in operands[1:]) and (first.dtype.is_float or not float_only):
+            return list(operands)
     like = next((o for o in operands if isinstance(o, Tensor)), None)
     tensors = [as_tensor(o, like) for o in operands]
     dtype = _dtype_of(tensors[0])
@@ -45,6 +50,11 @@ def prepare(name: str, *operands: Any, float_only: bool = False) -> list[Tensor]
         raise ValueError(
             f"{name}: operand shapes {', '.join(str(t.shape) for t in tensors)} cannot be broadcast together"
         ) from None
+    if dispatch.tracer is None:  # eager: a Python number needs no primitives, only a broadcast view
+        numpy_dtype = np.dtype(dtype.name)
+        return [Tensor._wrap(np.broadcast_to(np.asarray(t._array, numpy_dtype), shape))
+                if not isinstance(o, Tensor) else broadcast_to(cast(t, dtype), shape)
+                for o, t in zip(operands, tensors)]
     return [broadcast_to(cast(t, dtype), shape) for t in tensors]
 
 
