@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,8 +37,10 @@ from . import cache, jobs, kernels, split, target
 from .argreduce import define_arg_reduce
 from .elementwise import KERNEL_TYPE, define_fused_kernel
 from .emit import I8, I32, I64
+from .gemm import workspace_bytes
 from .kernels import new_module
 from .memory import ALIGN, Home, MemoryPlan, plan_memory
+from .parallel import default_num_threads
 from .plan import contiguous_view, plan_loops
 from .profile import TICKS_SYMBOL, emit_tick
 
@@ -63,6 +66,26 @@ class Lowering:
     kernel_names: list[str] = field(default_factory=list)
     kernel_nodes: list[Node | None] = field(default_factory=list)  # the node each kernel lowers
     generic_kernels: dict[tuple, ir.Function] = field(default_factory=dict)  # see _fused_call
+    arena_slot: int = 0
+    scratch_start: int = 0  # the arena's scratch region: after the planned buffers
+    scratch_used: int = 0  # bytes of it the current node holds
+    scratch_bytes: int = 0  # the most any node held: the region's size
+
+    def scratch(self, nbytes: int) -> ir.Value:
+        """An i8* to `nbytes` of the arena's scratch region (64-byte aligned), held until the
+        current node's code ends: nodes run one after another, so they all share one region and a
+        step allocates nothing (convolution copies, GEMM packing buffers)."""
+        offset = self.scratch_start + self.scratch_used
+        self.scratch_used += -(-nbytes // ALIGN) * ALIGN
+        self.scratch_bytes = max(self.scratch_bytes, self.scratch_used)
+        return self.pointer(Buffer(self.arena_slot, None, offset))
+
+    def gemm_workspace(self, dtype: DType, m: int, n: int, k: int) -> list[ir.Value]:
+        """The workspace arguments of a `define_gemm(workspace=True)` call of this shape: a slot
+        per thread the machine can run (a thread past them, or a bigger product, mallocs)."""
+        slot = workspace_bytes(dtype.name, m, n, k)
+        slots = max(default_num_threads(), len(os.sched_getaffinity(0)))
+        return [self.scratch(slot * slots), I64(slot), I64(slots)]
 
     def pointer(self, buffer: Buffer) -> ir.Value:
         base = self.builder.load(self.builder.gep(self.buffers_arg, [I64(buffer.slot)]))
@@ -365,9 +388,14 @@ class CompiledGraph:
 ENTRY_CFUNC = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))
 
 
-def _new_arena(plan: MemoryPlan, graph: Graph) -> np.ndarray:
-    """The arena, 64-byte aligned, with the `iota` constants written in (they are never overwritten)."""
-    size = max(plan.arena_bytes, ALIGN)
+def _scratch_start(plan: MemoryPlan) -> int:
+    return -(-plan.arena_bytes // ALIGN) * ALIGN
+
+
+def _new_arena(plan: MemoryPlan, graph: Graph, scratch_bytes: int) -> np.ndarray:
+    """The arena, 64-byte aligned, with the `iota` constants written in (they are never overwritten),
+    then the scratch region (Lowering.scratch)."""
+    size = max(_scratch_start(plan) + scratch_bytes, ALIGN)
     raw = np.zeros(size + ALIGN, np.uint8)
     shift = -raw.ctypes.data % ALIGN
     arena = raw[shift:shift + size]
@@ -388,9 +416,9 @@ def _lower(graph: Graph, plan: MemoryPlan) -> Lowering:
     entry.attributes.add("noinline")
     entry.attributes.add("optnone")
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
-    ctx = Lowering(module, builder, entry.args[0])
     n_in, n_out = len(graph.inputs), len(graph.outputs)
     arena_slot = n_in + n_out
+    ctx = Lowering(module, builder, entry.args[0], arena_slot=arena_slot, scratch_start=_scratch_start(plan))
 
     def buffer(home: Home, type: TensorType) -> Buffer:
         if home.kind == "arena":
@@ -409,6 +437,7 @@ def _lower(graph: Graph, plan: MemoryPlan) -> Lowering:
         if lower is None:
             raise NotImplementedError(f"codegen has no lowering for {node.op!r} (run the fusion passes first?)")
         lower(ctx, node, outs, ins)
+        ctx.scratch_used = 0
     # After the last node: outputs living elsewhere, then state updates not computed in place.
     for copy in plan.end_copies:
         name = ctx.begin_kernel(f"k{len(ctx.kernel_names)}_copy", None)
@@ -418,29 +447,32 @@ def _lower(graph: Graph, plan: MemoryPlan) -> Lowering:
     return ctx
 
 
-def _graph_entry(names: list[str], nodes: list[Node | None], graph: Graph, objects: list[bytes]) -> bytes:
+def _graph_entry(names: list[str], nodes: list[Node | None], graph: Graph, objects: list[bytes],
+                 scratch_bytes: int) -> bytes:
     """A graph cache entry: one JSON line (kernel names, the index of each kernel's node, the
-    object files' sizes), then the object files (the parts of the module)."""
+    object files' sizes, the arena's scratch bytes), then the object files (the parts of the module)."""
     index = {node: i for i, node in enumerate(graph.nodes)}
     meta = {"kernel_names": names, "kernel_nodes": [None if n is None else index[n] for n in nodes],
-            "objects": [len(obj) for obj in objects]}
+            "objects": [len(obj) for obj in objects], "scratch_bytes": scratch_bytes}
     return json.dumps(meta).encode() + b"\n" + b"".join(objects)
 
 
-def _parse_graph_entry(payload: bytes, graph: Graph) -> tuple[list[str], list[Node | None], list[bytes]] | None:
-    """(kernel names, kernel nodes, object files) of a graph entry; None if it does not fit `graph`."""
+def _parse_graph_entry(payload: bytes, graph: Graph) -> tuple[list[str], list[Node | None], list[bytes], int] | None:
+    """(kernel names, kernel nodes, object files, scratch bytes) of a graph entry; None if it does
+    not fit `graph`."""
     line, _, data = payload.partition(b"\n")
     try:
         meta = json.loads(line)
         names = [str(n) for n in meta["kernel_names"]]
         nodes = [None if i is None else graph.nodes[i] for i in meta["kernel_nodes"]]
         sizes = [int(size) for size in meta["objects"]]
+        scratch_bytes = int(meta["scratch_bytes"])
     except (ValueError, KeyError, TypeError, IndexError):
         return None
-    if len(names) != len(nodes) or not sizes or min(sizes) <= 0 or sum(sizes) != len(data):
+    if len(names) != len(nodes) or not sizes or min(sizes) <= 0 or sum(sizes) != len(data) or scratch_bytes < 0:
         return None
     offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    return names, nodes, [data[offsets[i]:offsets[i + 1]] for i in range(len(sizes))]
+    return names, nodes, [data[offsets[i]:offsets[i + 1]] for i in range(len(sizes))], scratch_bytes
 
 
 def _compile_module(module: ir.Module) -> list[bytes]:
@@ -469,14 +501,14 @@ def compile_graph(graph: Graph) -> CompiledGraph:
     if hit is None:
         ctx = _lower(graph, plan)
         objects = _compile_module(ctx.module)
-        cache.store_graph(key, _graph_entry(ctx.kernel_names, ctx.kernel_nodes, graph, objects))
-        hit = ctx.kernel_names, ctx.kernel_nodes, objects
-    names, nodes, objects = hit
+        cache.store_graph(key, _graph_entry(ctx.kernel_names, ctx.kernel_nodes, graph, objects, ctx.scratch_bytes))
+        hit = ctx.kernel_names, ctx.kernel_nodes, objects, ctx.scratch_bytes
+    names, nodes, objects, scratch_bytes = hit
     loaded = target.LoadedObject(objects)
     n_in, n_out = len(graph.inputs), len(graph.outputs)
     compiled = CompiledGraph(
         graph=graph, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=n_in,
-        n_outputs=n_out, slots=n_in + n_out + 1, arena=_new_arena(plan, graph), plan=plan,
+        n_outputs=n_out, slots=n_in + n_out + 1, arena=_new_arena(plan, graph, scratch_bytes), plan=plan,
         kernel_names=names, kernel_nodes=nodes,
         compile_seconds=time.perf_counter() - start, _object=loaded,
     )

@@ -29,6 +29,16 @@ _MEMORY_TYPES = {**_REGISTER_TYPES, DType.bool: I8}
 REDUCE_FLAGS = ("reassoc", "nsz", "contract")
 
 
+def module_global(module: ir.Module, name: str, type_: ir.Type) -> ir.GlobalVariable:
+    """Global variable `name` of `module` (zero-initialised), defined the first time it is asked for."""
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    variable = ir.GlobalVariable(module, type_, name)
+    variable.initializer = ir.Constant(type_, None)
+    return variable
+
+
 def register_type(dtype: DType, lanes: int = 1) -> ir.Type:
     """The type a value lives in while computed (bool is i1)."""
     scalar = _REGISTER_TYPES[dtype]

@@ -3,13 +3,17 @@
 `define_gemm` emits
 
     void name(T* A, T* B, T* C, i64 batch, i64 M, i64 N, i64 K, i64 lda, i64 ldb, i64 ldc,
-              i64 stride_a, i64 stride_b, i64 stride_c, <extra args>)
+              i64 stride_a, i64 stride_b, i64 stride_c, [i8* workspace, i64 slot_bytes, i64 slots,]
+              <extra args>)
 
 BLIS-style: the batch x N blocks x M blocks grid of macro-tiles is split
 across threads (codegen.parallel). A thread walks its tasks grouped by
-(batch, N block): per K block it packs that B block once (KC x NR panels,
-malloc'ed scratch), then per M block packs A (MR x KC panels) and runs the
+(batch, N block): per K block it packs that B block once (KC x NR panels),
+then per M block packs A (MR x KC panels) and runs the
 register-blocked micro-kernel (codegen.gemm_kernel) over the MR x NR tiles.
+The packing buffers are thread t's slot of the caller's workspace (a compiled
+graph's arena: nothing allocated per step; `workspace_bytes` sizes a slot), or
+malloc'ed when there is none, the slot is too small or t >= slots.
 Small problems (one K block, operands within half of L2) skip packing: the
 micro-kernel reads op(A), and op(B) when not transposed, in place.
 
@@ -42,6 +46,7 @@ from llvmlite import ir
 
 from . import cache, target
 from .kernels import DATA_OFFSET
+from .emit import module_global
 from .gemm_kernel import (
     ELEMENT_TYPES, I1, I64, Blocking, Epilogue, EpilogueIndex, blocking_for, ceil_div, define_micro_kernel,
     define_once, define_pack, entry_alloca, gep, imin, micro_heights, vector_pointer,
@@ -50,12 +55,14 @@ from .lanes import masked_store
 from .loops import for_range
 from .parallel import define_parallel_for
 
-__all__ = ["EpilogueIndex", "define_gemm", "compile_gemm"]
+__all__ = ["EpilogueIndex", "define_gemm", "compile_gemm", "workspace_bytes"]
 
 I8P = ir.IntType(8).as_pointer()
 # Below this many multiply-adds a problem runs on the calling thread: waking
 # the OpenMP team costs a few microseconds, about a 64^3 product on one core.
 PARALLEL_MIN_FMAS = 1 << 18
+# Counts the packing-buffer pairs a module's GEMMs had to malloc (no workspace, or one too small).
+FALLBACK_ALLOCATIONS_SYMBOL = "gemm_fallback_allocations"
 # Problems whose operands take at most this much skip packing (see _shared_body).
 DIRECT_MAX_BYTES = target.host().l2_bytes // 2
 DIRECT_A_MAX_PANELS = 4
@@ -74,13 +81,28 @@ def _shared_pack(module: ir.Module, blk: Blocking, operand: str, along_k_contigu
     return define_once(module, name, lambda: define_pack(module, name, blk, operand, along_k_contiguous))
 
 
-def _scratch(b: ir.IRBuilder, blk: Blocking, elements: ir.Value) -> ir.Value:
-    """64-byte aligned malloc'ed buffer of `elements` (at least one cache line)."""
-    aligned_alloc = _declare(b.module, "aligned_alloc", I8P, [I64, I64])
-    size = b.mul(elements, I64(blk.element_bytes))
-    size = b.and_(b.add(size, I64(127)), I64(-64))  # round up, one spare line
-    raw = b.call(aligned_alloc, [I64(64), size])
-    return b.bitcast(raw, blk.element.as_pointer())
+def _packing_buffers(b: ir.IRBuilder, blk: Blocking, a_elements: ir.Value, b_elements: ir.Value,
+                     workspace: ir.Value, slot_bytes: ir.Value, slots: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """(A buffer, B buffer, whether they were malloc'ed): this thread's workspace slot when it has
+    one that fits, else two 64-byte aligned aligned_alloc buffers."""
+    P = blk.element.as_pointer()
+    a_bytes, b_bytes = _packing_bytes(b, blk, a_elements), _packing_bytes(b, blk, b_elements)
+    thread = b.sext(b.call(_declare(b.module, "omp_get_thread_num", ir.IntType(32), []), []), I64)
+    fits = b.and_(b.icmp_unsigned("!=", workspace, ir.Constant(I8P, None)),
+                  b.and_(b.icmp_signed("<", thread, slots), b.icmp_signed("<=", b.add(a_bytes, b_bytes), slot_bytes)))
+    a_slot, b_slot = entry_alloca(b, P, "a_buffer"), entry_alloca(b, P, "b_buffer")
+    with b.if_else(fits) as (in_workspace, allocated):
+        with in_workspace:
+            start = b.gep(workspace, [b.mul(thread, slot_bytes)])
+            b.store(b.bitcast(start, P), a_slot)
+            b.store(b.bitcast(b.gep(start, [a_bytes]), P), b_slot)
+        with allocated:
+            counter = module_global(b.module, FALLBACK_ALLOCATIONS_SYMBOL, I64)
+            b.atomic_rmw("add", counter, I64(1), "monotonic")
+            aligned_alloc = _declare(b.module, "aligned_alloc", I8P, [I64, I64])
+            b.store(b.bitcast(b.call(aligned_alloc, [I64(64), a_bytes]), P), a_slot)
+            b.store(b.bitcast(b.call(aligned_alloc, [I64(64), b_bytes]), P), b_slot)
+    return b.load(a_slot), b.load(b_slot), b.not_(fits)
 
 
 def _free(b: ir.IRBuilder, pointer: ir.Value) -> None:
@@ -96,9 +118,26 @@ def _epilogue_type(blk: Blocking) -> ir.FunctionType:
 
 def _ctx_type(blk: Blocking) -> ir.LiteralStructType:
     """The body's context: the 13 GEMM arguments, mc, ncb, mb, nb (the task grid), the tile
-    epilogue (null: none) and the struct of its extra arguments."""
+    epilogue (null: none), the struct of its extra arguments, and the workspace (null: none), its
+    slot size in bytes and slot count."""
     P = blk.element.as_pointer()
-    return ir.LiteralStructType([P, P, P] + [I64] * 14 + [_epilogue_type(blk).as_pointer(), I8P])
+    return ir.LiteralStructType([P, P, P] + [I64] * 14 + [_epilogue_type(blk).as_pointer(), I8P, I8P, I64, I64])
+
+
+def workspace_bytes(dtype: str, m: int, n: int, k: int) -> int:
+    """The most packing-buffer bytes one thread of an (M, N, K) product takes: an A panel of
+    mc <= MC rows and a B panel of ncb <= NC columns (rounded to MR, NR), kc <= KC deep, each
+    rounded as `_packing_bytes` rounds it."""
+    blk = blocking_for(dtype)
+    rows = -(-min(m, blk.mc) // blk.mr) * blk.mr
+    cols = -(-min(n, blk.nc) // blk.nr) * blk.nr
+    depth = max(1, min(k, blk.kc))
+    return sum((elements * blk.element_bytes + 127) // 64 * 64 for elements in (rows * depth, cols * depth))
+
+
+def _packing_bytes(b: ir.IRBuilder, blk: Blocking, elements: ir.Value) -> ir.Value:
+    """Bytes of a packing buffer of `elements`, in whole cache lines with one spare."""
+    return b.and_(b.add(b.mul(elements, I64(blk.element_bytes)), I64(127)), I64(-64))
 
 
 def _shared_body(module: ir.Module, blk: Blocking, trans_a: bool, trans_b: bool) -> ir.Function:
@@ -123,7 +162,8 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
     b = ir.IRBuilder(body.append_basic_block("entry"))
     ctx = b.bitcast(body.args[0], ctx_type.as_pointer())
     fields = [b.load(b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(i)])) for i in range(len(ctx_type.elements))]
-    A, B, C, batch, M, N, K, lda, ldb, ldc, sa, sb, sc, mc, ncb, mb, nb, tile_epilogue, extras = fields
+    (A, B, C, batch, M, N, K, lda, ldb, ldc, sa, sb, sc, mc, ncb, mb, nb, tile_epilogue, extras,
+     workspace, slot_bytes, slots) = fields
     fused = b.icmp_unsigned("!=", tile_epilogue, ir.Constant(tile_epilogue.type, None))
     begin, end = body.args[1], body.args[2]
 
@@ -140,8 +180,9 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
     small = b.and_(b.icmp_signed("<=", K, I64(blk.kc)), b.icmp_signed("<=", footprint, I64(DIRECT_MAX_BYTES)))
     direct_a = small if trans_a else b.or_(small, b.icmp_signed("<=", N, I64(DIRECT_A_MAX_PANELS * blk.nr)))
     direct_b = I1(0) if trans_b else small
-    a_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, mc, blk.mr), I64(blk.mr)), kc))
-    b_buffer = _scratch(b, blk, b.mul(b.mul(ceil_div(b, ncb, blk.nr), I64(blk.nr)), kc))
+    a_buffer, b_buffer, allocated = _packing_buffers(
+        b, blk, b.mul(b.mul(ceil_div(b, mc, blk.mr), I64(blk.mr)), kc),
+        b.mul(b.mul(ceil_div(b, ncb, blk.nr), I64(blk.nr)), kc), workspace, slot_bytes, slots)
     # The last K block of a fused GEMM: the micro-kernel writes its tile here (L1), the epilogue
     # reads it and writes C once.
     result_tile = entry_alloca(b, ir.ArrayType(blk.element, blk.mr * blk.nr), "result_tile")
@@ -204,8 +245,9 @@ def _define_body(module: ir.Module, name: str, blk: Blocking, trans_a: bool, tra
                         with b.if_then(to_tile):
                             b.call(tile_epilogue, [result_tile, c_tile, ldc, rows, cols, bi, b.add(i0, ir_),
                                                    b.add(j0, jr), extras])
-    _free(b, a_buffer)
-    _free(b, b_buffer)
+    with b.if_then(allocated):
+        _free(b, a_buffer)
+        _free(b, b_buffer)
     b.ret_void()
     return body
 
@@ -273,8 +315,9 @@ def _call_by_rows(b: ir.IRBuilder, kernels: list[ir.Function], heights: Sequence
 def define_gemm(module: ir.Module, name: str, dtype: str, trans_a: bool, trans_b: bool,
                 extra_arg_types: Sequence[ir.Type] = (),
                 epilogue: Epilogue | None = None,
-                static_shape: tuple[int, int, int, int] | None = None) -> ir.Function:
-    """Define the batched GEMM `name` in `module` (signature in the module doc).
+                static_shape: tuple[int, int, int, int] | None = None, workspace: bool = False) -> ir.Function:
+    """Define the batched GEMM `name` in `module` (signature in the module doc; the workspace
+    arguments only with `workspace`).
 
     `epilogue(builder, value, index, extra_args)` maps each output vector (`index.lanes` columns,
     of which the first `index.valid` are elements when that is set) to what is stored, once per
@@ -289,7 +332,9 @@ def define_gemm(module: ir.Module, name: str, dtype: str, trans_a: bool, trans_b
     blk = blocking_for(dtype)
     P = blk.element.as_pointer()
     extra_arg_types = list(extra_arg_types)
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P, P, P] + [I64] * 10 + extra_arg_types), name)
+    workspace_types = [I8P, I64, I64] if workspace else []
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P, P, P] + [I64] * 10 + workspace_types + extra_arg_types),
+                     name)
     fn.attributes.add("nounwind")
     ctx_type = _ctx_type(blk)
     driver = define_parallel_for(module, _shared_body(module, blk, trans_a, trans_b))
@@ -318,10 +363,11 @@ def define_gemm(module: ir.Module, name: str, dtype: str, trans_a: bool, trans_b
     if extra_arg_types:
         extras_type = ir.LiteralStructType(extra_arg_types)
         extras_struct = entry_alloca(b, extras_type, "extras")
-        for i, value in enumerate(args[13:]):
+        for i, value in enumerate(args[13 + len(workspace_types):]):
             b.store(value, b.gep(extras_struct, [ir.IntType(32)(0), ir.IntType(32)(i)]))
         extras = b.bitcast(extras_struct, I8P)
-    values = args[:13] + [mc, ncb, mb, nb, epilogue_fn, extras]
+    workspace_values = args[13:16] if workspace else [ir.Constant(I8P, None), I64(0), I64(0)]
+    values = args[:13] + [mc, ncb, mb, nb, epilogue_fn, extras] + workspace_values
     for i, value in enumerate(values):
         b.store(value, b.gep(ctx, [ir.IntType(32)(0), ir.IntType(32)(i)]))
     tasks = b.mul(batch, b.mul(mb, nb))
@@ -390,8 +436,6 @@ def _native_gemm(dtype: str, trans_a: bool, trans_b: bool) -> Callable:
             function = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(loaded.address(packed.name))
             _compiled[key] = (loaded, function)
         return _compiled[key][1]
-
-
 
 
 def _strides(x: np.ndarray, item: int) -> tuple[int, ...] | None:

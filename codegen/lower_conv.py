@@ -4,8 +4,8 @@ The same algorithms as the eager executors (jitgine/core/eager_conv.py), with
 every size baked in: the direct convolution (codegen.conv_direct: padded copy,
 prepared weights, tap kernel with constant offset tables), im2col / col2im and
 pooling plane kernels (codegen.conv, codegen.pool) called with constant meta
-arrays, a GEMM (codegen.gemm) per batch chunk and group, and scratch
-malloc'ed and freed by the entry. Kernels that read their sizes from meta
+arrays, a GEMM (codegen.gemm) per batch chunk and group, and scratch in
+the arena's scratch region (Lowering.scratch). Kernels that read their sizes from meta
 arrays (everything but a direct convolution with a fused epilogue) are
 defined once per module and shared by every node that needs them.
 """
@@ -33,10 +33,6 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 I8P = I8.as_pointer()
 
 
-def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Function:
-    return module.globals.get(name) or ir.Function(module, ftype, name)
-
-
 class _Emitter:
     def __init__(self, ctx: Lowering, node: Node, dtype) -> None:
         self.ctx, self.b, self.dtype = ctx, ctx.builder, dtype
@@ -50,13 +46,8 @@ class _Emitter:
         return self.b.gep(typed, [I64(offset)]) if offset else typed
 
     def scratch(self, elements: int) -> ir.Value:
-        alloc = _declare(self.ctx.module, "aligned_alloc", ir.FunctionType(I8P, [I64, I64]))
-        size = (elements * (8 if self.dtype.name == "float64" else 4) + 127) // 64 * 64
-        return self.b.bitcast(self.b.call(alloc, [I64(64), I64(size)]), self.element.as_pointer())
-
-    def free(self, pointer: ir.Value) -> None:
-        free = _declare(self.ctx.module, "free", ir.FunctionType(ir.VoidType(), [I8P]))
-        self.b.call(free, [self.b.bitcast(pointer, I8P)])
+        """`elements` of this node's scratch (the arena's scratch region, see Lowering.scratch)."""
+        return self.b.bitcast(self.ctx.scratch(elements * self.dtype.itemsize), self.element.as_pointer())
 
     def shared(self, name: str, define: Callable[[ir.Module, str], ir.Function]) -> ir.Function:
         """Kernel `name`, defined once per module: these kernels take every size from their meta
@@ -108,13 +99,10 @@ class _Emitter:
                                                                                       plan.nv))
             self.plane_call(kernel, [dw, padded, dy_t, pixels, self.constant_array(plan.tables()[1])],
                             plan.kernel_meta())
-            for pointer in (dy_t, pixels, padded):
-                self.free(pointer)
             return
         kernel = self.shared(f"conv.{self.dtype}.grad_weight{plan.rows}x{plan.nv}",
                              lambda m, n: conv_direct.define_grad_weight(m, n, self.dtype, plan.rows, plan.nv))
         self.plane_call(kernel, [dw, padded, dy, self.constant_array(plan.tables()[1])], plan.kernel_meta())
-        self.free(padded)
 
     def direct(self, plan: conv_direct.DirectPlan, dst: ir.Value, src: ir.Value, w: ir.Value,
                epilogue: RegionEpilogue | None = None, extras: list[ir.Value] = ()) -> None:
@@ -136,13 +124,11 @@ class _Emitter:
                                                     plan.rows, epilogue, epilogue.arg_types)
         a_off, b_off = (self.constant_array(t) for t in plan.tables())
         self.plane_call(kernel, [dst, padded, wmat, a_off, b_off], plan.kernel_meta(), list(extras))
-        self.free(padded)
-        if plan.weight_elements():
-            self.free(wmat)
 
     def gemm(self, trans_a: bool, trans_b: bool) -> ir.Function:
+        """The module's GEMM of this transposition taking a workspace (Lowering.gemm_workspace)."""
         return self.shared(f"conv.{self.dtype}.gemm{int(trans_a)}{int(trans_b)}",
-                           lambda m, n: define_gemm(m, n, self.dtype.name, trans_a, trans_b))
+                           lambda m, n: define_gemm(m, n, self.dtype.name, trans_a, trans_b, workspace=True))
 
 
 def _grain(tasks: int, work: int) -> int:
@@ -207,21 +193,22 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
         chunk = max(1, min(n, SCRATCH_ELEMENTS // (c * kk * p)))
         col = e.scratch(chunk * c * kk * p)
         gemm = e.gemm(True, False)
+        workspace = ctx.gemm_workspace(dtype, ck, p, og)
         col2im = e.shared(f"conv.{dtype}.col2im", lambda m, n: define_col2im(m, n, dtype))
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
             for g in range(groups):
                 sizes = [nc, ck, p, og, ck, p, p, 0, o * p, c * kk * p]
                 e.b.call(gemm, [e.pointer(ins[1], g * og * ck), e.pointer(ins[0], (n0 * o + g * og) * p),
-                                e.b.gep(col, [I64(g * ck * p)])] + [I64(v) for v in sizes])
+                                e.b.gep(col, [I64(g * ck * p)])] + [I64(v) for v in sizes] + workspace)
             e.plane_call(col2im, [e.pointer(out, n0 * c * h * w), col],
                          _im2col_meta(nc * c, c, h, w, (kh, kw), (oh, ow), stride, padding, dilation, c * kk * p, p))
-        e.free(col)
     else:
         chunk = max(1, min(n, SCRATCH_ELEMENTS // (c * kk * p + o * p)))
         col, dy_t = e.scratch(c * kk * chunk * p), e.scratch(o * chunk * p)
         partial = e.scratch(o * ck) if chunk < n else None
         gemm = e.gemm(False, True)
+        workspace = ctx.gemm_workspace(dtype, og, ck, chunk * p)
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
             rows = nc * p
@@ -233,11 +220,9 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
             for g in range(groups):
                 sizes = [1, og, ck, rows, rows, rows, ck, 0, 0, 0]
                 e.b.call(gemm, [e.b.gep(dy_t, [I64(g * og * rows)]), e.b.gep(col, [I64(g * ck * rows)]),
-                                e.b.gep(target, [I64(g * og * ck)])] + [I64(v) for v in sizes])
+                                e.b.gep(target, [I64(g * og * ck)])] + [I64(v) for v in sizes] + workspace)
             if n0:
                 _accumulate(e, e.pointer(out), partial, o * ck)
-        for pointer in (col, dy_t) + ((partial,) if partial is not None else ()):
-            e.free(pointer)
 
 
 def _accumulate(e: _Emitter, target: ir.Value, source: ir.Value, count: int) -> None:

@@ -46,10 +46,11 @@ def _lower_matmul(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffe
         others = ins[2:] + [buf for i, buf in enumerate(outs) if i != epilogue.stored]
         extras = epilogue.arguments(ctx.builder, [ctx.pointer(buf) for buf in others], (0,) * len(shape))
     kernel = define_gemm(ctx.module, name, dtype.name, trans_a, trans_b,
-                         epilogue.arg_types if epilogue else (), epilogue, static_shape=(batch, m, n, k))
+                         epilogue.arg_types if epilogue else (), epilogue, static_shape=(batch, m, n, k),
+                         workspace=True)
     element = memory_type(dtype).as_pointer()
     builder = ctx.builder
     pointers = [builder.bitcast(ctx.pointer(buf), element) for buf in (a, b, out)]
     lda, ldb = a.type.shape[-1], b.type.shape[-1]
     sizes = [batch, m, n, k, lda, ldb, n, batch_stride(a), batch_stride(b), m * n]
-    builder.call(kernel, pointers + [I64(v) for v in sizes] + extras)
+    builder.call(kernel, pointers + [I64(v) for v in sizes] + ctx.gemm_workspace(dtype, m, n, k) + extras)

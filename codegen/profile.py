@@ -16,28 +16,19 @@ import ctypes
 import numpy as np
 from llvmlite import ir
 
-from .emit import I32, I64
+from .emit import I32, I64, module_global
 
 TICKS_SYMBOL = "profile_ticks"
 _TIMESPEC = ir.LiteralStructType([I64, I64])
 _CLOCK_MONOTONIC = 1
 
 
-def _global(module: ir.Module, name: str, type_: ir.Type) -> ir.GlobalVariable:
-    existing = module.globals.get(name)
-    if existing is not None:
-        return existing
-    variable = ir.GlobalVariable(module, type_, name)
-    variable.initializer = ir.Constant(type_, None)
-    return variable
-
-
 def emit_tick(module: ir.Module, builder: ir.IRBuilder, index: int) -> None:
     """If `profile_ticks` is set, store the monotonic clock in nanoseconds into `profile_ticks[index]`."""
     clock = module.globals.get("clock_gettime") or ir.Function(
         module, ir.FunctionType(I32, [I32, _TIMESPEC.as_pointer()]), "clock_gettime")
-    timespec = _global(module, "profile_timespec", _TIMESPEC)
-    ticks = builder.load(_global(module, TICKS_SYMBOL, I64.as_pointer()))
+    timespec = module_global(module, "profile_timespec", _TIMESPEC)
+    ticks = builder.load(module_global(module, TICKS_SYMBOL, I64.as_pointer()))
     with builder.if_then(builder.icmp_unsigned("!=", ticks, ir.Constant(ticks.type, None)), likely=False):
         builder.call(clock, [I32(_CLOCK_MONOTONIC), timespec])
         seconds = builder.load(builder.gep(timespec, [I32(0), I32(0)]))

@@ -273,3 +273,41 @@ def test_avx512_blocking(m, n, k, trans, seed):
     a, b = stored(a_op, trans_a), stored(b_op, trans_b)
     call(avx512_gemms(dtype)[1][trans], a, b, c, 1, m, n, k)
     np.testing.assert_allclose(c, reference(a_op, b_op), **tolerance(dtype, k))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_packing_buffers_come_from_the_workspace_when_it_fits(threads):
+    """A GEMM defined with a workspace packs into thread t's slot (sized by `workspace_bytes`) and
+    mallocs (counted in the module's FALLBACK_ALLOCATIONS_SYMBOL) only without one, with a slot too
+    small, or on a thread past the slots; the results are the same bits every way."""
+    from codegen.gemm import FALLBACK_ALLOCATIONS_SYMBOL, workspace_bytes
+
+    module = ir.Module(name="test_workspace")
+    module.triple = target.host().triple
+    define_gemm(module, "gemm", "float32", False, False, workspace=True)
+    loaded = target.LoadedObject(cache.cached_object(str(module), target.object_code))
+    gemm = ctypes.CFUNCTYPE(None, *ARGS, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(loaded.address("gemm"))
+    counter = ctypes.c_int64.from_address(loaded.address(FALLBACK_ALLOCATIONS_SYMBOL))
+    rng = np.random.default_rng(5)
+    m, n, k = 150, 333, 301  # two K blocks: packed, not read in place
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    slot = workspace_bytes("float32", m, n, k)
+    workspace = np.zeros(2 * slot + 64, np.uint8)
+    aligned = workspace.ctypes.data + (-workspace.ctypes.data % 64)
+    previous = get_num_threads()
+    set_num_threads(threads)
+    try:
+        results = []
+        for space, slot_bytes, slots in [(None, 0, 0), (aligned, slot, 2), (aligned, slot // 2, 2), (aligned, slot, 1)]:
+            c = np.empty((m, n), np.float32)
+            before = counter.value
+            gemm(a.ctypes.data, b.ctypes.data, c.ctypes.data, 1, m, n, k, k, n, n, 0, 0, 0, space, slot_bytes, slots)
+            results.append((c, counter.value - before))
+    finally:
+        set_num_threads(previous)
+    (c0, none), (c1, fits), (c2, small), (c3, one_slot) = results
+    assert none >= 1 and fits == 0 and small >= 1
+    assert (one_slot == 0) if threads == 1 else (one_slot >= 1)  # thread 1 is past the single slot
+    for c in (c1, c2, c3):
+        np.testing.assert_array_equal(c, c0)
+    np.testing.assert_allclose(c0, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)

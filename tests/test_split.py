@@ -41,9 +41,11 @@ def network():
 
 def run_parts(compiled, parts: list[str]) -> list[np.ndarray]:
     loaded = target.LoadedObject([target.object_code(part) for part in parts])
+    scratch_bytes = compiler._lower(compiled.graph, compiled.plan).scratch_bytes
     twin = compiler.CompiledGraph(
         graph=compiled.graph, entry=ENTRY_CFUNC(loaded.address("run")), n_inputs=compiled.n_inputs,
-        n_outputs=compiled.n_outputs, slots=compiled.slots, arena=compiler._new_arena(compiled.plan, compiled.graph),
+        n_outputs=compiled.n_outputs, slots=compiled.slots,
+        arena=compiler._new_arena(compiled.plan, compiled.graph, scratch_bytes),
         plan=compiled.plan, kernel_names=compiled.kernel_names, compile_seconds=0.0, _object=loaded)
     return twin(*[compiled.bound(i) for i in range(compiled.n_inputs)])  # x and the captured weights
 
@@ -122,9 +124,10 @@ def test_bad_compile_jobs_setting_is_a_clear_error(monkeypatch, value):
 def test_graph_entry_holds_every_part_and_rejects_a_truncated_one(network):
     compiled, _, _ = network
     objects = [b"first object", b"second"]
-    entry = compiler._graph_entry(compiled.kernel_names, compiled.kernel_nodes, compiled.graph, objects)
-    names, nodes, parsed = compiler._parse_graph_entry(entry, compiled.graph)
+    entry = compiler._graph_entry(compiled.kernel_names, compiled.kernel_nodes, compiled.graph, objects, 4096)
+    names, nodes, parsed, scratch_bytes = compiler._parse_graph_entry(entry, compiled.graph)
     assert parsed == objects and names == compiled.kernel_names and nodes == compiled.kernel_nodes
+    assert scratch_bytes == 4096
     assert compiler._parse_graph_entry(entry[:-1], compiled.graph) is None
 
 

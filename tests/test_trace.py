@@ -298,3 +298,35 @@ def test_rank0_array_argument_keeps_its_rank():
     out = scale(np.arange(3, dtype=np.float32), np.array(2.0, np.float32))
     np.testing.assert_array_equal(out.numpy(), [0.0, 2.0, 4.0])
     assert "f32[]" in scale.ir("input")
+
+
+def test_a_traced_step_allocates_nothing():
+    """Convolution scratch and GEMM packing buffers live in the arena's scratch region: a traced
+    step with direct and im2col convolutions (stride 2: col2im and im2col GEMMs in the backward)
+    and a fused matmul never falls back to malloc."""
+    import ctypes
+
+    from codegen.gemm import FALLBACK_ALLOCATIONS_SYMBOL
+    from jitgine.autodiff import GradManager
+    from jitgine.optimizer import SGD
+
+    rng = np.random.default_rng(4)
+    w1 = jg.Parameter(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3)
+    w2 = jg.Parameter(rng.standard_normal((64, 10)).astype(np.float32) * 0.3)
+    gm, opt = GradManager().attach([w1, w2]), SGD([w1, w2], lr=0.01)
+
+    @trace
+    def step(x):
+        with gm:
+            hidden = F.relu(F.conv2d(x, w1, stride=2, padding=1))
+            loss = (F.matmul(hidden.reshape(2, 64), w2) ** 2).mean()
+            gm.backward(loss)
+        opt.step().clear_grad()
+        return loss
+
+    losses = [step(rng.standard_normal((2, 3, 8, 8)).astype(np.float32)).numpy() for _ in range(3)]
+    compiled = step.last.compiled
+    assert compiled.plan.arena_bytes < compiled.arena.nbytes  # a scratch region follows the buffers
+    counter = ctypes.c_int64.from_address(compiled._object.address(FALLBACK_ALLOCATIONS_SYMBOL))
+    assert counter.value == 0
+    assert np.isfinite(losses).all()
