@@ -18,9 +18,14 @@ Reductions (`fused_reduce`) write to a contiguous output whose strides are
 0 along reduced dims: the output is first filled with the reduction's
 identity, then every element is combined into it. When the innermost dim is
 reduced the partial result lives in a register across the inner loop
-(`reassoc` lets LLVM keep several vector accumulators). The outermost dim is
-split across threads only when it is not reduced, so every output element is
-combined in the same order whatever the thread count.
+(`reassoc` lets LLVM keep several vector accumulators). When the outermost
+dim is not reduced, threads split it. When it is, it is cut into chunks of
+at least PARALLEL_GRAIN_ELEMENTS elements of work (at most MAX_CHUNKS, a
+count that depends on the shape only), each reduced into a partial output of
+its own on whichever thread, and the partials are combined in chunk order
+afterwards (outputs of up to MAX_PARTIAL_ELEMENTS over all chunks; larger ones
+stay one chunk). Either way every output element is combined in the same
+order whatever the thread count.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer()
 # Below this many elements of work a kernel runs on the calling thread: waking
 # the team costs more than it saves.
 PARALLEL_GRAIN_ELEMENTS = 1 << 15
+# A reduced outer dim: at most this many chunks, and partial outputs of at most this many elements.
+MAX_CHUNKS = 64
+MAX_PARTIAL_ELEMENTS = 1 << 14
+# The context of a kernel whose outer dim is reduced: also the partial outputs and the chunk length.
+CHUNKED_CONTEXT = ir.LiteralStructType([I8P.as_pointer(), I64.as_pointer(), I8P, I64])
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,8 @@ def define_fused_kernel(
     body.linkage = "internal"
     ctx_arg, begin, end = body.args
     b = ir.IRBuilder(body.append_basic_block("entry"))
-    ctx = b.bitcast(ctx_arg, CONTEXT.as_pointer())
+    chunked = reduce is not None and plan.reduced[0]
+    ctx = b.bitcast(ctx_arg, (CHUNKED_CONTEXT if chunked else CONTEXT).as_pointer())
     pointers = b.load(b.gep(ctx, [I32(0), I32(0)]))
     meta = _Meta(b, b.load(b.gep(ctx, [I32(0), I32(1)])), static_meta)
     bases = [
@@ -164,7 +175,17 @@ def define_fused_kernel(
             moved = [b.add(off, b.mul(i, strides[k][dim])) for k, off in enumerate(offs)]
             loop_nest(dim + 1, I64(0), shape[dim + 1], moved)
 
-    loop_nest(0, begin, end, offsets)
+    if chunked:  # tasks are chunks of the reduced outer dim, each reduced into its partial output
+        partials = b.bitcast(b.load(b.gep(ctx, [I32(0), I32(2)])), bases[0].type)
+        chunk = b.load(b.gep(ctx, [I32(0), I32(3)]))
+        with for_range(b, begin, end, name="chunk") as c:
+            lo = b.mul(c, chunk)
+            hi = b.add(lo, chunk)
+            hi = b.select(b.icmp_signed("<", hi, shape[0]), hi, shape[0])
+            bases[0] = b.gep(partials, [b.mul(c, meta[0])])
+            loop_nest(0, lo, hi, offsets)
+    else:
+        loop_nest(0, begin, end, offsets)
     b.ret_void()
     driver = define_parallel_for(module, body)
 
@@ -181,11 +202,47 @@ def define_fused_kernel(
     for d in range(1, rank):
         inner_work = b.mul(inner_work, meta[1 + d])
     grain = b.sdiv(I64(PARALLEL_GRAIN_ELEMENTS), b.add(inner_work, I64(1)))
-    if reduce is not None and plan.reduced[0]:
-        grain = I64(2**62)  # a reduced outer dim is never split: see the module docstring
-    context = b.alloca(CONTEXT)
+    context = b.alloca(CHUNKED_CONTEXT if chunked else CONTEXT)
     b.store(pointers_arg, b.gep(context, [I32(0), I32(0)]))
     b.store(meta_arg, b.gep(context, [I32(0), I32(1)]))
-    b.call(driver, [b.bitcast(context, I8P), meta[1], grain])
+    if chunked:
+        _reduce_in_chunks(b, driver, context, out, meta[0], meta[1], inner_work, reduce, out_dtypes[0])
+    else:
+        b.call(driver, [b.bitcast(context, I8P), meta[1], grain])
     b.ret_void()
     return kernel
+
+
+def _reduce_in_chunks(b: ir.IRBuilder, driver: ir.Function, context: ir.Value, out: ir.Value, out_size: ir.Value,
+                      outer: ir.Value, inner_work: ir.Value, reduce: str, dtype: DType) -> None:
+    """Run a kernel whose outer dim is reduced as chunks (see the module docstring): partial
+    outputs on the stack, one task per chunk, then the partials combined into `out` in order; one
+    chunk, reduced into `out` itself, when there is too little work or the partials would be large."""
+    def ceil_div(x: ir.Value, y: ir.Value) -> ir.Value:
+        return b.sdiv(b.add(x, b.sub(y, I64(1))), y)
+
+    work = b.select(b.icmp_signed(">", inner_work, I64(0)), inner_work, I64(1))
+    length = ceil_div(I64(PARALLEL_GRAIN_ELEMENTS), work)
+    length = b.select(b.icmp_signed(">", ceil_div(outer, length), I64(MAX_CHUNKS)), ceil_div(outer, I64(MAX_CHUNKS)),
+                      length)
+    chunks = ceil_div(outer, length)
+    split = b.and_(b.icmp_signed(">", chunks, I64(1)),
+                   b.icmp_signed("<=", b.mul(chunks, out_size), I64(MAX_PARTIAL_ELEMENTS)))
+    chunks = b.select(split, chunks, I64(1))
+    length = b.select(split, length, b.select(b.icmp_signed(">", outer, I64(0)), outer, I64(1)))
+    count = b.select(split, b.mul(chunks, out_size), I64(1))
+    scratch = b.alloca(out.type.pointee, size=count)
+    partials = b.select(split, scratch, out)
+    fill = constant(dtype, identity(reduce, dtype))
+    with b.if_then(split):
+        with for_range(b, I64(0), count, name="clear") as j:
+            b.store(fill, b.gep(partials, [j]))
+    b.store(b.bitcast(partials, I8P), b.gep(context, [I32(0), I32(2)]))
+    b.store(length, b.gep(context, [I32(0), I32(3)]))
+    b.call(driver, [b.bitcast(context, I8P), chunks, I64(1)])
+    with b.if_then(split):
+        with for_range(b, I64(0), chunks, name="partial") as c:
+            row = b.gep(partials, [b.mul(c, out_size)])
+            with for_range(b, I64(0), out_size, name="combine") as j:
+                slot = b.gep(out, [j])
+                b.store(combine(b, reduce, b.load(slot), b.load(b.gep(row, [j])), dtype), slot)

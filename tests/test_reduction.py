@@ -211,3 +211,33 @@ def test_reduction_of_broadcast_and_sliced_views():
     np.testing.assert_array_equal(F.max(x[:, ::2, 1::2], axis=(0, 2)).numpy(), a[:, ::2, 1::2].max(axis=(0, 2)))
     np.testing.assert_array_equal(F.sum(jg.tensor(a.transpose(2, 0, 1)), axis=-1).numpy(),
                                   a.transpose(2, 0, 1).sum(axis=-1))
+
+
+LARGE_CASES = [  # (shape, axis): a reduced outer dim cut into chunks, or not (too little work)
+    (((1 << 20) + 13,), None), (((1 << 15) - 1,), None), ((70001, 3), 0), ((3, 50003), None), ((2049, 5, 7), (0, 2)),
+    ((100000, 200), 0),  # partials would exceed MAX_PARTIAL_ELEMENTS: one chunk
+]
+
+
+@pytest.mark.parametrize("shape,axis", LARGE_CASES)
+@pytest.mark.parametrize("name", ["sum", "max", "min"])
+def test_large_reductions_are_thread_count_independent(shape, axis, name):
+    """Reductions over a large outer dim run in chunks on all threads, partials combined in
+    chunk order: the same bits at 1 and 2 threads, and the NumPy result within rounding."""
+    rng = np.random.default_rng(len(shape) * 7 + shape[0] % 97)
+    a = (rng.standard_normal(shape) * 3).astype(np.float32)
+    previous = jg.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            jg.set_num_threads(threads)
+            results.append(getattr(F, name)(jg.tensor(a), axis=axis).numpy())
+    finally:
+        jg.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    want = getattr(np, name)(a.astype(np.float64), axis=axis)
+    if name == "sum":
+        scale = np.abs(a.astype(np.float64)).sum(axis=axis)
+        assert np.all(np.abs(results[0] - want) <= 1e-6 * scale + 1e-6)
+    else:
+        np.testing.assert_array_equal(results[0], want.astype(np.float32))
