@@ -150,6 +150,12 @@ def _fused_call(ctx: Lowering, name: str, region: Graph, shape: tuple[int, ...],
         generic = define_fused_kernel(ctx.module, f"fused.generic{len(ctx.generic_kernels)}", region, out_dtypes,
                                       in_dtypes, plan, reduce, in_place=in_place)
         generic.attributes.add("noinline")  # inlined with constant meta, each wrapper would be a copy again
+        # Optimised for size: no loop vectoriser (nor its runtime checks and remainder loops) on a
+        # few thousand elements at most. LeNet's step: their LLVM time 0.70 -> 0.40 s, their run
+        # time unchanged (0.26 / 0.22 ms for all fused kernels, kernel table).
+        for fn in (generic, ctx.module.globals[generic.name + ".body"]):
+            fn.attributes.add("optsize")
+            fn.attributes.add("minsize")
         ctx.generic_kernels[key] = generic
     meta_type = ir.ArrayType(I64, len(meta))
     meta_global = ir.GlobalVariable(ctx.module, meta_type, name + ".meta")
