@@ -148,7 +148,8 @@ def _fused_call(ctx: Lowering, name: str, region: Graph, shape: tuple[int, ...],
     generic = ctx.generic_kernels.get(key)
     if generic is None:
         generic = define_fused_kernel(ctx.module, f"fused.generic{len(ctx.generic_kernels)}", region, out_dtypes,
-                                      in_dtypes, plan, reduce, in_place=in_place)
+                                      in_dtypes, plan, reduce, in_place=in_place,
+                                      max_elements=SHARED_FUSED_MAX_ELEMENTS)
         generic.attributes.add("noinline")  # inlined with constant meta, each wrapper would be a copy again
         # Optimised for size: no loop vectoriser (nor its runtime checks and remainder loops) on a
         # few thousand elements at most. LeNet's step: their LLVM time 0.70 -> 0.40 s, their run

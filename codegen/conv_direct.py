@@ -114,6 +114,7 @@ class DirectPlan:
     dh: int
     dw: int
     flip: bool  # the weight is the forward conv's (G*cin, cout, KH, KW): grad_input as a convolution
+    channels_last: bool = False  # "C" only: the padded source is (N, Hp, Wp, C), see `plan`
 
     @property
     def hp(self) -> int:
@@ -139,13 +140,6 @@ class DirectPlan:
     def padded_elements(self) -> int:
         # Tiles read up to one tile width past the last row ("W"): slack keeps that inside the buffer.
         return self.n * self.groups * self.cin * self.hp * self.wp + self.width + 16
-
-    @property
-    def channels_last(self) -> bool:
-        """Whether the padded source is (N, Hp, Wp, C) rather than (N, C, Hp, Wp): "C" reads a pixel's
-        taps channel after channel, so they lie next to each other instead of a plane apart (the
-        ResNet shape's forward 30.5 -> 35.7 GFLOP/s, one thread: fewer cache lines and pages per tile)."""
-        return self.orientation == "C"
 
     def pad_meta(self) -> list[int]:
         """define_pad meta (plane by plane), or define_pad_channels_last meta (padded row by row)."""
@@ -228,14 +222,15 @@ class DirectPlan:
 
         "W" takes the taps in (kh, c, kw) order, so the taps of one kernel row are a contiguous
         range of k (it skips the rows that fall into the zero padding); "C" in (kh, kw, c) order,
-        adjacent in its channels-last source; "dW" in weight order (c, kh, kw), the order it
+        adjacent in a channels-last source; "dW" in weight order (c, kh, kw), the order it
         stores dw in; so does "dWC", whose A offsets (the batch's pixels) define_dwc_operands
         computes."""
         kh, c, kw = np.meshgrid(np.arange(self.kh), np.arange(self.cin), np.arange(self.kw), indexing="ij")
         if self.orientation in ("dW", "dWC"):
             c, kh, kw = (a.transpose(1, 0, 2) for a in (c, kh, kw))
-        if self.channels_last:
+        if self.orientation == "C":
             c, kh, kw = (a.transpose(0, 2, 1) for a in (c, kh, kw))
+        if self.channels_last:
             pixel = self.groups * self.cin
             taps = ((kh * self.dh * self.wp + kw * self.dw) * pixel + c).reshape(-1).astype(np.int64)
         else:
@@ -282,8 +277,15 @@ def plan(dtype: DType, n: int, groups: int, cin: int, cout: int, hw: tuple[int, 
     used_c = cout / (-(-cout // (nv_c * lanes)) * nv_c * lanes)
     orientation = "W" if stride[1] == 1 and used_w >= used_c else "C"
     nv, rows = (nv_w, rows_w) if orientation == "W" else (nv_c, MAX_ACCUMULATORS // nv_c)
+    # "C" reads a pixel's taps channel after channel: from a channels-last copy they lie next to
+    # each other instead of a plane apart (ResNet 64->64 k3 56x56 forward, one thread: 30.5 -> 35.7
+    # GFLOP/s: fewer cache lines and pages per tile). Only when an image's planes overflow L1:
+    # LeNet's conv2 (6 planes of 18x18) ran the same either way, and a graph with one kind of
+    # padding kernel compiles faster.
+    planes = cin * (hw[0] + 2 * padding[0]) * (hw[1] + 2 * padding[1]) * dtype.itemsize
+    channels_last = orientation == "C" and planes > host().l1d_bytes
     return DirectPlan(orientation, nv, rows, lanes, n, groups, cin, cout, *hw, *khw, oh, ow, *stride, *padding,
-                      *dilation, flip)
+                      *dilation, flip, channels_last)
 
 
 def grad_weight_plan(dtype: DType, n: int, groups: int, c: int, o: int, hw: tuple[int, int],

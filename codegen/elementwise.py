@@ -30,6 +30,7 @@ order whatever the thread count.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -102,8 +103,13 @@ def define_fused_kernel(
     reduce: str | None = None,
     static_meta: Sequence[int] | None = None,
     in_place: Sequence[int | None] = (),
+    max_elements: int | None = None,
 ) -> ir.Function:
     """Define `void name(i8** pointers, i64* meta)` running `region` over the plan's index space.
+
+    A reduced outer dim gets the chunked code only when the kernel may see more than
+    PARALLEL_GRAIN_ELEMENTS elements (`static_meta`'s, or `max_elements` for a shape-generic
+    kernel): below that there is one chunk anyway.
 
     `in_place[k] = j` says output k is input j (same buffer, same view; a state updated in
     place): it is stored through input j's pointer, so LLVM sees one pointer read and written
@@ -123,7 +129,8 @@ def define_fused_kernel(
     body.linkage = "internal"
     ctx_arg, begin, end = body.args
     b = ir.IRBuilder(body.append_basic_block("entry"))
-    chunked = reduce is not None and plan.reduced[0]
+    elements = math.prod(static_meta[1:1 + rank]) if static_meta is not None else max_elements
+    chunked = reduce is not None and plan.reduced[0] and (elements is None or elements > PARALLEL_GRAIN_ELEMENTS)
     ctx = b.bitcast(ctx_arg, (CHUNKED_CONTEXT if chunked else CONTEXT).as_pointer())
     pointers = b.load(b.gep(ctx, [I32(0), I32(0)]))
     meta = _Meta(b, b.load(b.gep(ctx, [I32(0), I32(1)])), static_meta)
@@ -202,6 +209,8 @@ def define_fused_kernel(
     for d in range(1, rank):
         inner_work = b.mul(inner_work, meta[1 + d])
     grain = b.sdiv(I64(PARALLEL_GRAIN_ELEMENTS), b.add(inner_work, I64(1)))
+    if reduce is not None and plan.reduced[0] and not chunked:
+        grain = I64(2**62)  # one chunk: on the calling thread
     context = b.alloca(CHUNKED_CONTEXT if chunked else CONTEXT)
     b.store(pointers_arg, b.gep(context, [I32(0), I32(0)]))
     b.store(meta_arg, b.gep(context, [I32(0), I32(1)]))

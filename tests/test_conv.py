@@ -195,21 +195,23 @@ def test_compiled_graph_with_windows_equals_the_interpreter(dtype):
 
 
 def _forced(plan, orientation):
-    """The plan with the other orientation's register block (conv_direct.plan picks one by lane waste)."""
+    """The plan with the other orientation's register block (conv_direct.plan picks one by lane
+    waste); "C-last" is "C" reading a channels-last source (picked when an image overflows L1)."""
     import dataclasses
 
     from codegen import conv_direct
 
     if orientation == "W":
         nv = 1 if plan.ow <= plan.lanes else 2
-        return dataclasses.replace(plan, orientation="W", nv=nv,
+        return dataclasses.replace(plan, orientation="W", nv=nv, channels_last=False,
                                    rows=conv_direct._blocks(plan.cout, conv_direct.MAX_ACCUMULATORS // nv))
     nv = 1 if plan.cout <= plan.lanes else 2
-    return dataclasses.replace(plan, orientation="C", nv=nv, rows=conv_direct.MAX_ACCUMULATORS // nv)
+    return dataclasses.replace(plan, orientation="C", nv=nv, rows=conv_direct.MAX_ACCUMULATORS // nv,
+                               channels_last=orientation == "C-last")
 
 
 @settings(max_examples=30)
-@given(case=conv_case(), orientation=st.sampled_from(["W", "C"]))
+@given(case=conv_case(), orientation=st.sampled_from(["W", "C", "C-last"]))
 def test_direct_kernel_orientations_match_the_interpreter(case, orientation):
     from codegen import conv_direct
     from jitgine.core.eager_conv import _direct
@@ -220,7 +222,7 @@ def test_direct_kernel_orientations_match_the_interpreter(case, orientation):
     o, cg, kh, kw = w.shape
     dtype = DType.parse(x.dtype.name)
     expected = reference("conv2d", [x, w], **attrs)
-    if orientation == "C" or stride[1] == 1:
+    if orientation != "W" or stride[1] == 1:
         plan = _forced(conv_direct.plan(dtype, n, groups, cg, o // groups, (h, wd), (kh, kw), expected.shape[2:],
                                         stride, padding, dilation), orientation)
         y = np.empty(expected.shape, x.dtype)
@@ -236,7 +238,7 @@ def test_direct_kernel_orientations_match_the_interpreter(case, orientation):
                                    atol=tolerance(x.dtype, o * kh * kw), rtol=0)
 
 
-@pytest.mark.parametrize("orientation", ["W", "C"])
+@pytest.mark.parametrize("orientation", ["W", "C", "C-last"])
 def test_direct_kernel_is_thread_count_independent(orientation, monkeypatch):
     from codegen import conv_direct
 
