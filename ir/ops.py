@@ -109,7 +109,7 @@ def _unary(op: str, dtypes: str) -> None:
     def rule(types):
         (x,) = types
         if dtypes == "float":
-            check(x.dtype.is_float, op, types, f"needs a float operand; cast with astype('float32') first")
+            check(x.dtype.is_float, op, types, "needs a float operand; cast with astype('float32') first")
         elif dtypes == "bool":
             check(x.dtype.is_bool, op, types, "needs a bool operand")
         else:
