@@ -45,12 +45,12 @@ import numpy as np
 from llvmlite import ir
 
 from . import cache, target
-from .kernels import DATA_OFFSET
 from .emit import module_global
 from .gemm_kernel import (
     ELEMENT_TYPES, I1, I64, Blocking, Epilogue, EpilogueIndex, blocking_for, ceil_div, define_micro_kernel,
     define_once, define_pack, entry_alloca, gep, imin, micro_heights, vector_pointer,
 )
+from .kernels import DATA_OFFSET
 from .lanes import masked_store
 from .loops import for_range
 from .parallel import define_parallel_for

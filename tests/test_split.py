@@ -88,21 +88,23 @@ def test_a_reference_the_plan_missed_is_an_error_and_the_graph_still_compiles(ne
         np.testing.assert_array_equal(got, want)
 
 
+def _parts_for_workers(module, monkeypatch, workers: int) -> list[str]:
+    """`module` cut into `workers` parts, compiled by that many processes, without the disk cache."""
+    monkeypatch.setenv("JITGINE_CACHE_DIR", "off")
+    monkeypatch.setenv("JITGINE_COMPILE_JOBS", str(workers))
+    monkeypatch.setattr(split, "MIN_PART_INSTRUCTIONS", 1)
+    return split.partition(module, workers)
+
+
 def test_worker_processes_build_the_same_objects(network, monkeypatch):
     _, module, _ = network
-    monkeypatch.setenv("JITGINE_CACHE_DIR", "off")
-    monkeypatch.setenv("JITGINE_COMPILE_JOBS", "3")
-    monkeypatch.setattr(split, "MIN_PART_INSTRUCTIONS", 1)
-    texts = split.partition(module, 3)
+    texts = _parts_for_workers(module, monkeypatch, 3)
     assert jobs.object_codes(texts) == [target.object_code(text) for text in texts]
 
 
 def test_a_failing_worker_is_redone_here(network, monkeypatch):
-    compiled, module, expected = network
-    monkeypatch.setenv("JITGINE_CACHE_DIR", "off")
-    monkeypatch.setenv("JITGINE_COMPILE_JOBS", "2")
-    monkeypatch.setattr(split, "MIN_PART_INSTRUCTIONS", 1)
-    texts = split.partition(module, 2)
+    _, module, _ = network
+    texts = _parts_for_workers(module, monkeypatch, 2)
     parent = os.getpid()
 
     def compile_here_only(text: str) -> bytes:

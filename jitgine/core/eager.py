@@ -25,7 +25,7 @@ from ir.ops import REGISTRY
 from ir.printer import print_graph
 from ir.types import DType, TensorType
 
-from ..tensor import Tensor
+from ..tensor import SUPPORTED, Tensor
 
 Handler = Callable[[dict[str, Any], list[np.ndarray], list[TensorType]], list[np.ndarray]]
 HANDLERS: dict[str, Handler] = {}
@@ -42,17 +42,16 @@ def register(*primitives: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
+_NUMPY_DTYPES = {d: np.dtype(NP_DTYPES[d.value]) for d in DType}
+
+
 def numpy_dtype(dtype: DType) -> np.dtype:
-    return np.dtype(NP_DTYPES[dtype.value])
-
-
-_DTYPES = {numpy_dtype(d): d for d in DType}
-_NUMPY_DTYPES = {d: numpy_dtype(d) for d in DType}
+    return _NUMPY_DTYPES[dtype]
 
 
 def dtype_of(array: np.ndarray) -> DType:
     """The IR dtype of an array (a table lookup: `np.dtype.name` is slow enough to show per op)."""
-    return _DTYPES[array.dtype]
+    return SUPPORTED[array.dtype]
 
 
 def empty(t: TensorType) -> np.ndarray:
