@@ -238,18 +238,26 @@ class _Math:
         x = self.sel(self.cmp(">", x, lo), x, lo)
         return self.sel(self.cmp("<", x, hi), x, hi)
 
-    def pow2(self, k):
-        """2^k for integral-valued k in the normal exponent range, built in the exponent bits."""
-        n = self.b.fptosi(k, self.i32)
-        if self.bits == 64:
-            n = self.b.sext(n, self.ity)
-        n = self.b.add(n, self.i(self.bias))
-        return self.b.bitcast(self.b.shl(n, self.i(self.mant)), self.ty)
+    def rint_scaled(self, x, scale: float):
+        """(n, k): x * scale rounded to an integer, as a float n and as an integer k of the
+        float's width, for |x * scale| < 2^(mant - 1). Adding 1.5 * 2^mant rounds (the sum's
+        ulp is 1) and leaves the integer in the sum's low bits: no round instruction, no
+        float->int conversion (this saves a fifth of a tanh), and NaN stays NaN in n."""
+        shifter = self.v(1.5 * 2.0**self.mant)
+        t = self.fma(x, scale, shifter)
+        k = self.b.sub(self.b.bitcast(t, self.ity), self.b.bitcast(shifter, self.ity))
+        return self.sub(t, shifter), k
 
-    def ldexp(self, p, n):
-        """p * 2^n in two exact steps, so n may reach the overflow and denormal range."""
-        n1 = self.floor(self.mul(n, 0.5))
-        return self.mul(self.mul(p, self.pow2(n1)), self.pow2(self.sub(n, n1)))
+    def pow2(self, k):
+        """2^k for an integer k (of the float's width) in the normal exponent range, built in
+        the exponent bits."""
+        return self.b.bitcast(self.b.shl(self.b.add(k, self.i(self.bias)), self.i(self.mant)), self.ty)
+
+    def ldexp(self, p, k):
+        """p * 2^k (k an integer of the float's width) in two exact steps, so k may reach the
+        overflow and denormal range."""
+        half = self.b.ashr(k, self.i(1))
+        return self.mul(self.mul(p, self.pow2(half)), self.pow2(self.b.sub(k, half)))
 
 
 def _check_same(x: ir.Value, y: ir.Value, name: str) -> None:
@@ -260,24 +268,25 @@ def _check_same(x: ir.Value, y: ir.Value, name: str) -> None:
 # ---------------------------------------------------------------- exp family
 
 def _exp_reduce(m: _Math, x, lo=None):
-    """(p, n) with exp(x + lo) ~= p * 2^n, |x| within the clamp range, lo tiny."""
+    """(p, k) with exp(x + lo) ~= p * 2^k (k an integer), |x| within the clamp range, lo tiny."""
     ln2_hi, ln2_lo = _LN2[m.bits]
-    n = m.rint(m.mul(x, _LOG2E))
+    n, k = m.rint_scaled(x, _LOG2E)
     r = m.fma(n, -ln2_hi, x)
     r = m.fma(n, -ln2_lo, r)
     if lo is not None:
         r = m.add(r, lo)
     q = m.poly(r, _EXP_Q[m.bits])
-    return m.add(m.fma(m.mul(r, r), q, r), 1.0), n
+    return m.add(m.fma(m.mul(r, r), q, r), 1.0), k
 
 
 def _exp(m: _Math, x, lo=None):
-    """exp(x + lo) for a low part |lo| <= ulp(x); lo is dropped where x is clamped."""
-    xc = m.clamp(x, *_EXP_RANGE[m.bits])
+    """exp(x + lo) for a low part |lo| <= ulp(x); lo is dropped where x is clamped. NaN flows
+    through the arithmetic (p is NaN whatever 2^k is)."""
+    xc = m.clamp(x, *_EXP_RANGE[m.bits], keep_nan=True)
     if lo is not None:
         lo = m.sel(m.cmp("==", x, xc), lo, 0.0)
-    p, n = _exp_reduce(m, xc, lo)
-    return m.sel(m.isnan(x), x, m.ldexp(p, n))
+    p, k = _exp_reduce(m, xc, lo)
+    return m.ldexp(p, k)
 
 
 def exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
@@ -285,33 +294,46 @@ def exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return _exp(_Math(builder, x.type, "exp"), x)
 
 
+def _expm1_reduced(m: _Math, x, n):
+    """expm1(r) for r = x - n ln2, n = rint(x / ln2): e^x - 1 = 2^n (expm1(r) + 1) - 1."""
+    ln2_hi, ln2_lo = _LN2[m.bits]
+    r = m.fma(n, -ln2_lo, m.fma(n, -ln2_hi, x))
+    q = m.poly(r, _EXPM1_Q[m.bits])
+    return m.fma(m.mul(r, r), m.fma(r, q, 0.5), r)
+
+
 def expm1(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """e^x - 1, accurate near 0 (keeps -0); -1 for very negative x, inf on overflow."""
     m = _Math(builder, x.type, "expm1")
-    ln2_hi, ln2_lo = _LN2[m.bits]
     xc = m.clamp(x, *_EXP_RANGE[m.bits])
-    n = m.rint(m.mul(xc, _LOG2E))
-    r = m.fma(n, -ln2_lo, m.fma(n, -ln2_hi, xc))
-    q = m.poly(r, _EXPM1_Q[m.bits])
-    p = m.fma(m.mul(r, r), m.fma(r, q, 0.5), r)
-    # 2^n (p + 1) - 1 = 2^n2 (2^n1 p + 2^n1 - 2^-n2) with n = n1 + n2: every factor is a
-    # normal power of two even for n = 128 (f32) / 1024 (f64), and only the fma rounds.
-    n1 = m.floor(m.mul(n, 0.5))
-    n2 = m.sub(n, n1)
-    s1 = m.pow2(n1)
-    y = m.mul(m.fma(p, s1, m.sub(s1, m.pow2(m.neg(n2)))), m.pow2(n2))
+    n, k = m.rint_scaled(xc, _LOG2E)
+    p = _expm1_reduced(m, xc, n)
+    # 2^k (p + 1) - 1 = 2^k2 (2^k1 p + 2^k1 - 2^-k2) with k = k1 + k2: every factor is a
+    # normal power of two even for k = 128 (f32) / 1024 (f64), and only the fma rounds.
+    k1 = builder.ashr(k, m.i(1))
+    k2 = builder.sub(k, k1)
+    s1 = m.pow2(k1)
+    y = m.mul(m.fma(p, s1, m.sub(s1, m.pow2(builder.neg(k2)))), m.pow2(k2))
     # "x == 0 or NaN": returns x itself, keeping the sign of zero.
     return m.sel(m.ucmp("==", x, 0.0), x, y)
 
 
 def tanh(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """tanh(x) = t / (t + 2), t = expm1(2|x|), with the sign of x; exactly +-1 for large |x|."""
+    """tanh(x) = t / (t + 2), t = expm1(2|x|), with the sign of x; exactly +-1 for large |x|.
+
+    Leaner than `expm1` (a tanh-heavy loop is bound by instruction throughput): 2|x| <= 2 SAT,
+    so 2^k is one normal power of two and neither a clamp nor split scaling is needed, and NaN
+    flows through the arithmetic."""
     m = _Math(builder, x.type, "tanh")
-    a = m.abs(x)
-    sat = _TANH_SAT[m.bits]
-    a = m.sel(m.cmp(">", a, sat), sat, a)  # NaN passes through
-    t = expm1(builder, m.add(a, a))
-    return m.copysign(m.div(t, m.add(t, 2.0)), x)
+    sign = builder.and_(builder.bitcast(x, m.ity), m.i(-(1 << (m.bits - 1))))
+    a = builder.bitcast(builder.xor(builder.bitcast(x, m.ity), sign), m.ty)
+    a = m.sel(m.cmp(">", a, _TANH_SAT[m.bits]), _TANH_SAT[m.bits], a)  # NaN passes through
+    y = m.add(a, a)
+    n, k = m.rint_scaled(y, _LOG2E)
+    s = m.pow2(k)
+    t = m.fma(_expm1_reduced(m, y, n), s, m.sub(s, 1.0))
+    result = builder.bitcast(m.div(t, m.add(t, 2.0)), m.ity)
+    return builder.bitcast(builder.or_(result, sign), m.ty)
 
 
 def logistic(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
