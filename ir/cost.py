@@ -49,8 +49,9 @@ def _matmul(node: Node) -> int:
 @flop_rule("conv2d", "conv2d_grad_input")
 def _conv(node: Node) -> int:
     # x or dy (operand 0) against the weight (operand 1): 2 * output points * C/groups * KH * KW.
+    # (A fused_conv2d's results all have the convolution's output shape.)
     weight = node.operands[1].shape
-    out = node.results[0].shape if node.op == "conv2d" else node.operands[0].shape
+    out = node.operands[0].shape if node.op == "conv2d_grad_input" else node.results[0].shape
     return 2 * _size(out) * _size(weight[1:])
 
 

@@ -141,6 +141,14 @@ def test_cost_model_counts_contractions_and_regions():
     assert node_flops(node) == 30 * 3  # exp, mul and the reduction's add per element
     assert node_bytes(node) == 4 * (30 + 6)
 
+    c = GraphBuilder("c")
+    x = c.input(TensorType((2, 3, 8, 8), F32))
+    w = c.input(TensorType((4, 3, 3, 3), F32))
+    fused, _ = optimize(c.output(c.apply("exp", c.apply("conv2d", x, w))))
+    (node,) = [n for n in fused.nodes if n.region is not None]
+    assert node.op == "fused_conv2d"
+    assert node_flops(node) == 2 * (2 * 4 * 6 * 6) * (3 * 3 * 3) + 2 * 4 * 6 * 6  # the conv, then exp per point
+
 
 # ---------------------------------------------------------------------------- dump / load
 
