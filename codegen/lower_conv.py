@@ -18,7 +18,7 @@ from llvmlite import ir
 
 from ir.graph import Node
 
-from . import conv_direct, conv_operands
+from . import conv_batch, conv_direct, conv_operands
 from .compiler import Buffer, Lowering, _fill, lowering
 from .conv import define_col2im, define_im2col
 from .emit import I8, I64, memory_type
@@ -125,6 +125,21 @@ class _Emitter:
         a_off, b_off = (self.constant_array(t) for t in plan.tables())
         self.plane_call(kernel, [dst, padded, wmat, a_off, b_off], plan.kernel_meta(), list(extras))
 
+    def batch_grad_input(self, plan: conv_batch.BatchPlan, dx: ir.Value, dy: ir.Value, w: ir.Value) -> None:
+        """grad_input with the batch in the vector lanes (codegen.conv_batch): dy copied batch-last,
+        the weight taps-major, then the tap kernel."""
+        dy_t = self.scratch(plan.batch_last_elements())
+        transpose = self.shared(f"conv.{self.dtype}.batch_last",
+                                lambda m, n: conv_batch.define_batch_last(m, n, self.dtype))
+        self.plane_call(transpose, [dy_t, dy], plan.transpose_meta())
+        w_t = self.scratch(plan.weight_elements())
+        taps_major = self.shared(f"conv.{self.dtype}.taps_major",
+                                 lambda m, n: conv_batch.define_taps_major(m, n, self.dtype))
+        self.plane_call(taps_major, [w_t, w], plan.weight_meta())
+        kernel = self.shared(f"conv.{self.dtype}.grad_input_batch",
+                             lambda m, n: conv_batch.define_grad_input_batch(m, n, self.dtype))
+        self.plane_call(kernel, [dx, dy_t, w_t], plan.kernel_meta())
+
     def gemm(self, trans_a: bool, trans_b: bool) -> ir.Function:
         """The module's GEMM of this transposition taking a workspace (Lowering.gemm_workspace)."""
         return self.shared(f"conv.{self.dtype}.gemm{int(trans_a)}{int(trans_b)}",
@@ -179,6 +194,11 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
     if node.op == "conv2d_grad_input":
         plan = conv_direct.grad_input_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
                                            dilation)
+        batch = conv_batch.batch_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
+                                      dilation, plan)
+        if batch is not None:
+            e.batch_grad_input(batch, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))
+            return
         if plan is not None:
             e.direct(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))
             return

@@ -311,6 +311,87 @@ def test_compiled_direct_paths_match_the_interpreter_at_1_and_2_threads():
         np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, np.abs(expected).max()), rtol=0)
 
 
+def _batch_grad_input(dy, w, hw, padding):
+    """grad_input through the batch-lanes kernel (codegen.conv_batch), whatever batch_plan would pick."""
+    from codegen import conv_batch
+    from jitgine.core.eager_conv import _kernel
+
+    dtype = DType.parse(dy.dtype.name)
+    (n, o, oh, ow), c = dy.shape, w.shape[1]
+    plan = conv_batch.BatchPlan(n, c, *hw, o, oh, ow, *w.shape[2:], *padding, _lanes(dtype))
+    dy_t = np.full(plan.batch_last_elements(), np.nan, dy.dtype)  # every element is written
+    _kernel("batch_last", dtype, conv_batch.define_batch_last)([dy_t, dy], plan.transpose_meta())
+    w_t = np.full(plan.weight_elements(), np.nan, w.dtype)
+    _kernel("taps_major", dtype, conv_batch.define_taps_major)([w_t, w], plan.weight_meta())
+    dx = np.full((n, c, *hw), np.nan, dy.dtype)
+    _kernel("grad_input_batch", dtype, conv_batch.define_grad_input_batch)([dx, dy_t, w_t], plan.kernel_meta())
+    return dx
+
+
+def _lanes(dtype):
+    from codegen.gemm_kernel import blocking_for
+
+    return blocking_for(dtype.name).lanes
+
+
+@settings(max_examples=30)
+@given(n=st.integers(1, 37), c=st.integers(1, 14), o=st.integers(1, 10), hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       khw=st.tuples(st.integers(1, 5), st.integers(1, 5)), padding=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_batch_lanes_grad_input_matches_the_interpreter(n, c, o, hw, khw, padding, dtype, seed):
+    """Any batch (tails of the image tiles), channel count (tails of the row blocks), padding up to
+    and past the kernel (pixels with no valid tap)."""
+    ohw = tuple(s + 2 * p - k + 1 for s, p, k in zip(hw, padding, khw))
+    if min(ohw) < 1:
+        return
+    rng = np.random.default_rng(seed)
+    dy = rng.standard_normal((n, o, *ohw)).astype(dtype)
+    w = rng.standard_normal((o, c, *khw)).astype(dtype)
+    expected = reference("conv2d_grad_input", [dy, w], input_hw=hw, padding=padding)
+    np.testing.assert_allclose(_batch_grad_input(dy, w, hw, padding), expected,
+                               atol=tolerance(dtype, o * khw[0] * khw[1]), rtol=0)
+
+
+def test_batch_lanes_grad_input_is_planned_where_padding_wastes_most():
+    from codegen import conv_batch, conv_direct
+
+    def planned(n, c, o, hw, k, pad):
+        ohw = tuple(s + 2 * pad - k + 1 for s in hw)
+        args = (DType.float32, n, 1, c, o, hw, (k, k), ohw, (1, 1), (pad, pad), (1, 1))
+        return conv_batch.batch_plan(*args, conv_direct.grad_input_plan(*args)) is not None
+
+    assert planned(64, 6, 16, (14, 14), 5, 0)  # LeNet's conv2: 30% of the direct kernel's taps are padding
+    assert not planned(32, 64, 64, (56, 56), 3, 1)  # ResNet: 1%
+    assert not planned(64, 6, 1, (14, 14), 5, 0)  # one output channel: too short a tap loop
+    assert not planned(4, 6, 16, (14, 14), 5, 0)  # fewer images than lanes
+
+
+def test_batch_lanes_grad_input_in_eager_and_compiled_graphs_at_1_and_2_threads():
+    from codegen.compiler import compile_graph
+
+    rng = np.random.default_rng(8)
+    dy = rng.standard_normal((30, 16, 10, 9)).astype(np.float32)  # 30 images: a partial tile
+    w = rng.standard_normal((16, 5, 5, 4)).astype(np.float32)  # 5 channels: a partial row block
+    attrs = dict(input_hw=(14, 12), padding=(0, 0))
+    b = GraphBuilder("grad_input")
+    dyv, wv = b.input(TensorType(dy.shape, DType.float32)), b.input(TensorType(w.shape, DType.float32))
+    compiled = compile_graph(b.output(b.add("conv2d_grad_input", [dyv, wv], **attrs).result))
+    assert "grad_input_batch" in compiled.llvm_ir  # the batch-lanes plan, not the direct kernel
+    expected = reference("conv2d_grad_input", [dy, w], **attrs)
+    previous = jg.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            jg.set_num_threads(threads)
+            results.append(apply1("conv2d_grad_input", jg.tensor(dy), jg.tensor(w), **attrs).numpy())
+            results.append(np.array(compiled(dy, w)[0]))
+    finally:
+        jg.set_num_threads(previous)
+    for got in results:
+        np.testing.assert_array_equal(got, results[0])
+    np.testing.assert_allclose(results[0], expected, atol=tolerance(np.float32, 16 * 20), rtol=0)
+
+
 @settings(max_examples=15)
 @given(n=st.integers(1, 4), groups=st.integers(1, 2), cg=st.integers(1, 3), og=st.integers(8, 20),
        hw=st.tuples(st.integers(3, 9), st.integers(3, 9)), k=st.tuples(st.integers(1, 3), st.integers(1, 3)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen import conv_direct, conv_operands, kernels
+from codegen import conv_batch, conv_direct, conv_operands, kernels
 from codegen.conv import define_col2im, define_im2col
 from codegen.gemm import compile_gemm
 from codegen.pool import define_pool
@@ -96,6 +96,16 @@ def _conv2d_grad_input(attrs, arrays, types):
         return [dx]
     direct = conv_direct.grad_input_plan(dtype_of(dy), n, groups, c, o, (h, wd), (kh, kw), (oh, ow),
                                          stride, padding, dilation)
+    batch = conv_batch.batch_plan(dtype_of(dy), n, groups, c, o, (h, wd), (kh, kw), (oh, ow), stride, padding,
+                                  dilation, direct)
+    if batch is not None:
+        dy_t = np.empty(batch.batch_last_elements(), dy.dtype)
+        _kernel("batch_last", dtype_of(dy), conv_batch.define_batch_last)([dy_t, dy], batch.transpose_meta())
+        w_t = np.empty(batch.weight_elements(), w.dtype)
+        _kernel("taps_major", dtype_of(w), conv_batch.define_taps_major)([w_t, w], batch.weight_meta())
+        _kernel("grad_input_batch", dtype_of(dy), conv_batch.define_grad_input_batch)([dx, dy_t, w_t],
+                                                                                      batch.kernel_meta())
+        return [dx]
     if direct is not None:
         _direct(direct, dx, dy, w)
         return [dx]
