@@ -4,7 +4,7 @@ The direct kernel (codegen.conv_direct) computes grad_input as the forward
 convolution of dy zero-padded by KH-1-PH: where dy is small next to the kernel
 (LeNet's conv2: 10x10 against 5x5) most taps of the border pixels land in that
 padding. It skips padded kernel rows but not columns, inside a vector along
-the row: LeNet's conv2 multiplies 1.4 zeros per useful product. Here a vector
+the row: on LeNet's conv2 it issues 1.4 products per useful one. Here a vector
 holds one pixel of L images instead, so every pixel visits exactly its valid
 taps:
 
@@ -13,13 +13,14 @@ taps:
 
 dy is first copied batch-last ((OH, OW, O, N) with N padded to the tile's NV*L
 images with zeros; `define_batch_last`) and the weight taps-major ((KH, KW, O,
-C); `define_taps_major`), so the tap loop over o reads both sequentially. A task is one pixel of dx for a block
-of R channels and NV*L images: R x NV accumulators, each tap o loading NV
-vectors of dy and broadcasting R weights (AVX2: R = 6, NV = 2, 12 accumulators
-+ 2 + 1 of the 16 ymm). The tile's lanes go to dx with one scalar store each
-(NCHW: images are C*H*W apart), a few per hundred multiply-adds. Each element
-is computed by one task in a fixed tap order, so results are identical for
-any thread count. When it pays is `batch_plan`'s call.
+C); `define_taps_major`), so the tap loop over o reads both sequentially. A
+task is one pixel of dx for a block of R channels and NV*L images: R x NV
+accumulators, each tap o loading NV vectors of dy and broadcasting R weights
+(AVX2: R = 6, NV = 2, 12 accumulators + 2 + 1 of the 16 ymm). The tile's lanes
+go to dx with one scalar store each (NCHW: images are C*H*W apart), a few per
+hundred multiply-adds. Each element is computed by one task in a fixed tap
+order, so results are identical for any thread count. When it pays is
+`batch_plan`'s call.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .conv_direct import DirectPlan
 from .emit import I64
 from .gemm_kernel import blocking_for, entry_alloca, fma, gep, imin, splat, vector_pointer
 from .loops import for_range
+from .parallel import grain
 
 ROWS, VECTORS = 6, 2  # channels x vectors of images per tile: 12 accumulators (AVX2's 16 ymm)
 MIN_TAP_LOOP = 8  # output channels (the innermost loop's length) below which "N" is not planned
@@ -70,26 +72,22 @@ class BatchPlan:
         return self.o * self.oh * self.ow * self.padded_batch
 
     def transpose_meta(self) -> list[int]:
-        planes = self.o * self.oh * self.ow
-        return [planes, _grain(planes, planes * self.padded_batch), self.n, self.o, self.oh * self.ow,
-                self.padded_batch]
+        tasks = self.o * self.oh * self.ow
+        return [tasks, grain(tasks, tasks * self.padded_batch), self.n, self.o, self.oh * self.ow, self.padded_batch]
 
     def weight_elements(self) -> int:
         return self.o * self.c * self.kh * self.kw
 
     def weight_meta(self) -> list[int]:
         pairs = self.o * self.c
-        return [pairs, _grain(pairs, pairs * self.kh * self.kw), self.o, self.c, self.kh * self.kw]
+        return [pairs, grain(pairs, pairs * self.kh * self.kw), self.o, self.c, self.kh * self.kw]
 
     def kernel_meta(self) -> list[int]:
         tasks = (self.padded_batch // self.images_per_tile) * -(-self.c // ROWS) * self.h * self.w
         work = self.n * self.c * self.h * self.w * self.o * self.kh * self.kw
-        return [tasks, _grain(tasks, work), self.n, self.c, self.h, self.w, self.o, self.oh, self.ow, self.kh,
+        return [tasks, grain(tasks, work), self.n, self.c, self.h, self.w, self.o, self.oh, self.ow, self.kh,
                 self.kw, self.ph, self.pw, self.padded_batch]
 
-
-def _grain(tasks: int, work: int) -> int:
-    return tasks if work < 1 << 15 else 1
 
 
 def _valid_fraction(size: int, out_size: int, k: int, pad: int) -> float:
@@ -185,7 +183,6 @@ def define_grad_input_batch(module: ir.Module, name: str, dtype: DType) -> ir.Fu
         channel_blocks = b.sdiv(b.add(C, I64(ROWS - 1)), I64(ROWS))
         c0 = b.mul(b.srem(rest, channel_blocks), I64(ROWS))
         n0 = b.mul(b.sdiv(rest, channel_blocks), I64(VECTORS * lanes))
-        taps = b.mul(KH, KW)
         # Rows past C repeat the last channel's weights (finite, never stored).
         weight_rows = [imin(b, b.add(c0, I64(r)), b.sub(C, I64(1))) for r in range(ROWS)]
         acc = [[entry_alloca(b, vector, f"acc{r}_{v}") for v in range(VECTORS)] for r in range(ROWS)]

@@ -66,6 +66,7 @@ from .gemm_kernel import (
 )
 from .lanes import masked_load, masked_store, scatter
 from .loops import for_range
+from .parallel import grain
 from .target import host
 
 I32 = ir.IntType(32)
@@ -144,11 +145,11 @@ class DirectPlan:
     def pad_meta(self) -> list[int]:
         """define_pad meta (plane by plane), or define_pad_channels_last meta (padded row by row)."""
         channels = self.n * self.groups * self.cin
-        grain_of = lambda tasks: tasks if channels * self.hp * self.wp < (1 << 15) else 1  # noqa: E731
         if self.channels_last:
             tasks = self.n * self.hp
-            return [tasks, grain_of(tasks), self.groups * self.cin, self.h, self.w, self.ph, self.pw]
-        return [channels, grain_of(channels), self.h, self.w, self.ph, self.pw]
+            return [tasks, grain(tasks, channels * self.hp * self.wp), self.groups * self.cin, self.h, self.w,
+                    self.ph, self.pw]
+        return [channels, grain(channels, channels * self.hp * self.wp), self.h, self.w, self.ph, self.pw]
 
     def weight_elements(self) -> int:
         """Size of the prepared weight matrix (the weights with their taps in the tables' order)."""
@@ -198,20 +199,19 @@ class DirectPlan:
     def kernel_meta(self) -> list[int]:
         tasks = self.tasks()
         p = self.oh * self.ow
-        fmas = self.n * self.groups * self.cout * p * self.ck
-        grain = tasks if fmas < PARALLEL_MIN_FMAS else 1
+        split = grain(tasks, self.n * self.groups * self.cout * p * self.ck, PARALLEL_MIN_FMAS)
         plane = self.hp * self.wp
         if self.orientation == "dW":
-            return [tasks, grain, self.groups, -(-self.cout // self.rows), -(-self.ck // self.nv), self.n, self.oh,
+            return [tasks, split, self.groups, -(-self.cout // self.rows), -(-self.ck // self.nv), self.n, self.oh,
                     self.ow, self.cout, self.ck, self.groups * self.cin * plane, self.cin * plane, self.sh * self.wp,
                     p, self.groups * self.cout * p]
         if self.orientation == "dWC":
-            return [tasks, grain, self.groups, self.cpad // self.width, -(-self.ck // self.rows), self.n * p,
+            return [tasks, split, self.groups, self.cpad // self.width, -(-self.ck // self.rows), self.n * p,
                     self.cout, self.ck, self.cin * plane, self.cpad]
         blocks = -(-self.cout // self.rows) if self.orientation == "W" else -(-p // self.rows)
         # Element steps in the padded source: to the group's first channel, a pixel to the right.
         group_step, pixel = (self.cin, self.groups * self.cin) if self.channels_last else (self.cin * plane, 1)
-        return [tasks, grain, self.groups, blocks, self.oh, self.ow, self.cout, self.ck,
+        return [tasks, split, self.groups, blocks, self.oh, self.ow, self.cout, self.ck,
                 self.groups * self.cin * plane, group_step, self.sh * self.wp * pixel, p,
                 self.groups * self.cout * p, self.sw * pixel, self.cpad // self.width, self.chunk(), self.ph, self.h,
                 self.kh, self.dh, self.cin * self.kw, self.sh]
@@ -242,10 +242,9 @@ class DirectPlan:
         """define_dwc_operands meta ("dWC"): dy as (G, N*P, cpad), and the pixels' offsets."""
         tasks = self.groups * self.n
         p = self.oh * self.ow
-        grain = tasks if tasks * p * self.cpad < (1 << 15) else 1
         image = self.groups * self.cin * self.hp * self.wp
-        return [tasks, grain, self.n, self.cout, p, self.cpad, self.groups, self.ow, self.sh * self.wp, self.sw,
-                image]
+        return [tasks, grain(tasks, tasks * p * self.cpad), self.n, self.cout, p, self.cpad, self.groups, self.ow,
+                self.sh * self.wp, self.sw, image]
 
     def key(self) -> tuple:
         return ("conv_direct", self.orientation, self.nv, self.rows)

@@ -26,10 +26,10 @@ from .epilogue import RegionEpilogue, tile_layout_of_conv
 from .gemm import define_gemm
 from .gemm_kernel import define_once
 from .loops import for_range
+from .parallel import grain
 from .pool import define_pool
 
 SCRATCH_ELEMENTS = 1 << 21  # as eager_conv: about the L3 size, at least one image per chunk
-PARALLEL_MIN_ELEMENTS = 1 << 15
 I8P = I8.as_pointer()
 
 
@@ -146,9 +146,6 @@ class _Emitter:
                            lambda m, n: define_gemm(m, n, self.dtype.name, trans_a, trans_b, workspace=True))
 
 
-def _grain(tasks: int, work: int) -> int:
-    return tasks if work < PARALLEL_MIN_ELEMENTS else 1
-
 
 def _conv_attrs(node: Node) -> tuple:
     return (node.attr("stride", (1, 1)), node.attr("padding", (0, 0)), node.attr("dilation", (1, 1)),
@@ -157,7 +154,7 @@ def _conv_attrs(node: Node) -> tuple:
 
 def _im2col_meta(tasks, c, h, w, khw, ohw, stride, padding, dilation, img_stride, row_stride) -> list[int]:
     work = tasks * khw[0] * khw[1] * ohw[0] * ohw[1]
-    return [tasks, _grain(tasks, work), c, h, w, *khw, *ohw, *stride, *padding, *dilation, img_stride, row_stride]
+    return [tasks, grain(tasks, work), c, h, w, *khw, *ohw, *stride, *padding, *dilation, img_stride, row_stride]
 
 
 @lowering("conv2d", "fused_conv2d", "conv2d_grad_input", "conv2d_grad_weight")
@@ -268,6 +265,6 @@ def _lower_pool(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
     kernel = e.shared(f"pool.{out.type.dtype}.{node.op}{variant}",
                       lambda m, n: define_pool(m, n, out.type.dtype, node.op, window))
     tasks = n * c
-    meta = [tasks, _grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *node.attr("stride"),
+    meta = [tasks, grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *node.attr("stride"),
             *node.attr("padding", (0, 0))]
     e.plane_call(kernel, [e.pointer(out)] + [e.pointer(i) for i in ins], meta)

@@ -88,6 +88,17 @@ def define_parallel_for(module: ir.Module, body: ir.Function) -> ir.Function:
     return driver
 
 
+# Below this much work (elements, or multiply-adds) a kernel runs on the calling thread: waking the
+# team costs microseconds.
+PARALLEL_MIN_WORK = 1 << 15
+
+
+def grain(tasks: int, work: int, minimum: int = PARALLEL_MIN_WORK) -> int:
+    """A driver's grain for `tasks` tasks doing `work` in all: every task inline (one thread) when the
+    work is below `minimum`, else one task per split unit (all threads)."""
+    return tasks if work < minimum else 1
+
+
 # A thread that finishes its share of a parallel region spins this many times
 # before sleeping. libgomp's default (300,000 spins, about a millisecond)
 # assumes idle cores: with other processes running, a spinning thread holds

@@ -8,6 +8,7 @@ import numpy as np
 from codegen import conv_batch, conv_direct, conv_operands, kernels
 from codegen.conv import define_col2im, define_im2col
 from codegen.gemm import compile_gemm
+from codegen.parallel import grain
 from codegen.pool import define_pool
 from ir.types import DType
 
@@ -15,12 +16,7 @@ from .eager import contiguous, dtype_of, empty, register, run_fused, single_op_r
 
 # Scratch (im2col columns) per batch chunk, in elements: about the L3 size, at least one image.
 SCRATCH_ELEMENTS = 1 << 21
-# Below this many elements a kernel runs on the calling thread (waking threads costs microseconds).
-PARALLEL_MIN_ELEMENTS = 1 << 15
 
-
-def _grain(tasks: int, work: int) -> int:
-    return tasks if work < PARALLEL_MIN_ELEMENTS else 1
 
 
 def _kernel(kind: str, dtype: DType, build):
@@ -37,7 +33,7 @@ def _im2col(col: np.ndarray, x: np.ndarray, khw, ohw, stride, padding, dilation,
     n, c, h, w = x.shape
     dtype = dtype_of(x)
     tasks = n * c
-    meta = [tasks, _grain(tasks, tasks * khw[0] * khw[1] * ohw[0] * ohw[1]), c, h, w, *khw, *ohw, *stride,
+    meta = [tasks, grain(tasks, tasks * khw[0] * khw[1] * ohw[0] * ohw[1]), c, h, w, *khw, *ohw, *stride,
             *padding, *dilation, img_stride, row_stride]
     _kernel("im2col", dtype, define_im2col)([col, x], meta)
 
@@ -120,7 +116,7 @@ def _conv2d_grad_input(attrs, arrays, types):
         for g in range(groups):
             gemm(w2[g * og:(g + 1) * og], dy3[:, g * og:(g + 1) * og], out=col[:nc, g * ck:(g + 1) * ck])
         tasks = nc * c
-        meta = [tasks, _grain(tasks, col[:nc].size), c, h, wd, kh, kw, oh, ow, *stride, *padding, *dilation,
+        meta = [tasks, grain(tasks, col[:nc].size), c, h, wd, kh, kw, oh, ow, *stride, *padding, *dilation,
                 c * kh * kw * p, p]
         _kernel("col2im", dtype, define_col2im)([dx[n0:n0 + nc], col], meta)
     return [dx]
@@ -188,7 +184,7 @@ def _pool(primitive: str, outputs: np.ndarray, inputs: list[np.ndarray], attrs: 
     kernel = kernels.get_kernel((primitive, dtype, window),
                                 lambda module, name: define_pool(module, name, dtype, primitive, window))
     tasks = n * c
-    meta = [tasks, _grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *attrs["stride"],
+    meta = [tasks, grain(tasks, tasks * oh * ow * kh * kw), h, w, oh, ow, kh, kw, *attrs["stride"],
             *attrs.get("padding", (0, 0))]
     kernel([outputs, *inputs], meta)
 
