@@ -33,7 +33,7 @@ from ir.types import DType
 
 from . import emit
 from .conv import define_plane_kernel
-from .conv_direct import DirectPlan
+from .conv_plan import DirectPlan
 from .emit import I64
 from .gemm_kernel import blocking_for, entry_alloca, fma, gep, imin, splat, vector_pointer
 from .loops import for_range
@@ -103,7 +103,7 @@ def _used(count: int, block: int) -> float:
 def batch_plan(dtype: DType, n: int, groups: int, c: int, o: int, hw: tuple[int, int], khw: tuple[int, int],
                ohw: tuple[int, int], stride, padding, dilation,
                direct: DirectPlan | None) -> BatchPlan | None:
-    """The "N" plan for this grad_input, or None where `direct` (conv_direct.grad_input_plan; None:
+    """The "N" plan for this grad_input, or None where `direct` (conv_plan.grad_input_plan; None:
     im2col + GEMM) should run.
 
     Each plan's useful fraction of the multiply-adds it issues: "W" multiplies the zeros of the

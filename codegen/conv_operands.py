@@ -13,7 +13,7 @@ from ir.types import DType
 
 from . import emit
 from .conv import define_plane_kernel
-from .conv_direct import DirectPlan, lanes_of
+from .conv_plan import DirectPlan, lanes_of
 from .emit import I64
 from .gemm_kernel import entry_alloca, gep, vector_pointer
 from .loops import for_range

@@ -18,7 +18,7 @@ from llvmlite import ir
 
 from ir.graph import Node
 
-from . import conv_batch, conv_direct, conv_operands
+from . import conv_batch, conv_direct, conv_operands, conv_plan
 from .compiler import Buffer, Lowering, _fill, lowering
 from .conv import define_col2im, define_im2col
 from .emit import I8, I64, memory_type
@@ -72,7 +72,7 @@ class _Emitter:
             self.b.store(self.b.bitcast(pointer, I8P), self.b.gep(array, [ir.IntType(32)(0), ir.IntType(32)(i)]))
         self.b.call(kernel, [self.b.bitcast(array, I8P.as_pointer()), self.constant_array(meta), *extras])
 
-    def padded(self, plan: conv_direct.DirectPlan, src: ir.Value) -> ir.Value:
+    def padded(self, plan: conv_plan.DirectPlan, src: ir.Value) -> ir.Value:
         """Scratch holding the zero-padded copy of src that a direct plan reads."""
         padded = self.scratch(plan.padded_elements())
         kind, define = conv_operands.pad_kernel(plan)
@@ -83,7 +83,7 @@ class _Emitter:
             self.b.store(ir.Constant(self.element, 0.0), self.b.gep(padded, [i]))
         return padded
 
-    def direct_grad_weight(self, plan: conv_direct.DirectPlan, dw: ir.Value, x: ir.Value, dy: ir.Value) -> None:
+    def direct_grad_weight(self, plan: conv_plan.DirectPlan, dw: ir.Value, x: ir.Value, dy: ir.Value) -> None:
         """grad_weight by a direct reduction kernel (codegen.conv_direct: define_grad_weight_channels
         for "dWC" plans, define_grad_weight for "dW")."""
         padded = self.padded(plan, x)
@@ -104,7 +104,7 @@ class _Emitter:
                              lambda m, n: conv_direct.define_grad_weight(m, n, self.dtype, plan.rows, plan.nv))
         self.plane_call(kernel, [dw, padded, dy, self.constant_array(plan.tables()[1])], plan.kernel_meta())
 
-    def direct(self, plan: conv_direct.DirectPlan, dst: ir.Value, src: ir.Value, w: ir.Value,
+    def direct(self, plan: conv_plan.DirectPlan, dst: ir.Value, src: ir.Value, w: ir.Value,
                epilogue: RegionEpilogue | None = None, extras: list[ir.Value] = ()) -> None:
         """A direct convolution (codegen.conv_direct): padded copy, prepared weights, the tap kernel
         (with the epilogue on its output tiles; `extras` point at output index (0, 0, 0, 0))."""
@@ -161,7 +161,7 @@ def _im2col_meta(tasks, c, h, w, khw, ohw, stride, padding, dilation, img_stride
 def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]) -> None:
     """conv2d and stride-1 grad_input: the direct kernel (codegen.conv_direct); fused_conv2d runs its
     region as the epilogue of the direct kernel's output tiles (codegen.epilogue). grad_weight: a
-    direct reduction kernel when conv_direct.grad_weight_plan has one. Otherwise im2col / col2im
+    direct reduction kernel when conv_plan.grad_weight_plan has one. Otherwise im2col / col2im
     and a GEMM per batch chunk and group."""
     stride, padding, dilation, groups = _conv_attrs(node)
     e = _Emitter(ctx, node, ins[0].type.dtype)
@@ -184,12 +184,12 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
         return
     dtype = out.type.dtype
     if node.op in ("conv2d", "fused_conv2d"):
-        plan = conv_direct.plan(dtype, n, groups, cg, og, (h, w), (kh, kw), (oh, ow), stride, padding, dilation)
+        plan = conv_plan.plan(dtype, n, groups, cg, og, (h, w), (kh, kw), (oh, ow), stride, padding, dilation)
         extras = epilogue.arguments(e.b, others, (0, 0, 0, 0)) if epilogue else []
         e.direct(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]), epilogue, extras)
         return
     if node.op == "conv2d_grad_input":
-        plan = conv_direct.grad_input_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
+        plan = conv_plan.grad_input_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
                                            dilation)
         batch = conv_batch.batch_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
                                       dilation, plan)
@@ -200,7 +200,7 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
             e.direct(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))
             return
     if node.op == "conv2d_grad_weight":
-        plan = conv_direct.grad_weight_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
+        plan = conv_plan.grad_weight_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
                                             dilation)
         if plan is not None:
             e.direct_grad_weight(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))

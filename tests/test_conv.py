@@ -195,25 +195,25 @@ def test_compiled_graph_with_windows_equals_the_interpreter(dtype):
 
 
 def _forced(plan, orientation):
-    """The plan with the other orientation's register block (conv_direct.plan picks one by lane
+    """The plan with the other orientation's register block (conv_plan.plan picks one by lane
     waste); "C-last" is "C" reading a channels-last source (picked when an image overflows L1)."""
     import dataclasses
 
-    from codegen import conv_direct
+    from codegen import conv_plan
 
     if orientation == "W":
         nv = 1 if plan.ow <= plan.lanes else 2
         return dataclasses.replace(plan, orientation="W", nv=nv, channels_last=False,
-                                   rows=conv_direct._blocks(plan.cout, conv_direct.MAX_ACCUMULATORS // nv))
+                                   rows=conv_plan._blocks(plan.cout, conv_plan.MAX_ACCUMULATORS // nv))
     nv = 1 if plan.cout <= plan.lanes else 2
-    return dataclasses.replace(plan, orientation="C", nv=nv, rows=conv_direct.MAX_ACCUMULATORS // nv,
+    return dataclasses.replace(plan, orientation="C", nv=nv, rows=conv_plan.MAX_ACCUMULATORS // nv,
                                channels_last=orientation == "C-last")
 
 
 @settings(max_examples=30)
 @given(case=conv_case(), orientation=st.sampled_from(["W", "C", "C-last"]))
 def test_direct_kernel_orientations_match_the_interpreter(case, orientation):
-    from codegen import conv_direct
+    from codegen import conv_plan
     from jitgine.core.eager_conv import _direct
 
     x, w, attrs, rng = case
@@ -223,12 +223,12 @@ def test_direct_kernel_orientations_match_the_interpreter(case, orientation):
     dtype = DType.parse(x.dtype.name)
     expected = reference("conv2d", [x, w], **attrs)
     if orientation != "W" or stride[1] == 1:
-        plan = _forced(conv_direct.plan(dtype, n, groups, cg, o // groups, (h, wd), (kh, kw), expected.shape[2:],
+        plan = _forced(conv_plan.plan(dtype, n, groups, cg, o // groups, (h, wd), (kh, kw), expected.shape[2:],
                                         stride, padding, dilation), orientation)
         y = np.empty(expected.shape, x.dtype)
         _direct(plan, y, x, w)
         np.testing.assert_allclose(y, expected, atol=tolerance(x.dtype, w[0].size), rtol=0)
-    plan = conv_direct.grad_input_plan(dtype, n, groups, c, o, (h, wd), (kh, kw), expected.shape[2:], stride,
+    plan = conv_plan.grad_input_plan(dtype, n, groups, c, o, (h, wd), (kh, kw), expected.shape[2:], stride,
                                        padding, dilation)
     if plan is not None:
         dy = rng.standard_normal(expected.shape).astype(x.dtype)
@@ -240,10 +240,10 @@ def test_direct_kernel_orientations_match_the_interpreter(case, orientation):
 
 @pytest.mark.parametrize("orientation", ["W", "C", "C-last"])
 def test_direct_kernel_is_thread_count_independent(orientation, monkeypatch):
-    from codegen import conv_direct
+    from codegen import conv_plan
 
-    original = conv_direct.plan
-    monkeypatch.setattr(conv_direct, "plan", lambda *a, **k: _forced(original(*a, **k), orientation))
+    original = conv_plan.plan
+    monkeypatch.setattr(conv_plan, "plan", lambda *a, **k: _forced(original(*a, **k), orientation))
     rng = np.random.default_rng(5)
     x = rng.standard_normal((16, 6, 14, 13)).astype(np.float32)  # odd width: tail tiles
     w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
@@ -353,12 +353,12 @@ def test_batch_lanes_grad_input_matches_the_interpreter(n, c, o, hw, khw, paddin
 
 
 def test_batch_lanes_grad_input_is_planned_where_padding_wastes_most():
-    from codegen import conv_batch, conv_direct
+    from codegen import conv_batch, conv_plan
 
     def planned(n, c, o, hw, k, pad):
         ohw = tuple(s + 2 * pad - k + 1 for s in hw)
         args = (DType.float32, n, 1, c, o, hw, (k, k), ohw, (1, 1), (pad, pad), (1, 1))
-        return conv_batch.batch_plan(*args, conv_direct.grad_input_plan(*args)) is not None
+        return conv_batch.batch_plan(*args, conv_plan.grad_input_plan(*args)) is not None
 
     assert planned(64, 6, 16, (14, 14), 5, 0)  # LeNet's conv2: 30% of the direct kernel's taps are padding
     assert not planned(32, 64, 64, (56, 56), 3, 1)  # ResNet: 1%
@@ -401,7 +401,7 @@ def test_channels_last_grad_weight_matches_the_interpreter_at_1_and_2_threads(n,
                                                                             padding, dilation, seed):
     """The "dWC" plan (a vector or more of output channels: taps x channels tiles reduced over the
     batch's pixels), eager and compiled, for any stride, padding, dilation and groups."""
-    from codegen import conv_direct
+    from codegen import conv_plan
     from codegen.compiler import compile_graph
 
     span = [(kk - 1) * d + 1 for kk, d in zip(k, dilation)]
@@ -412,7 +412,7 @@ def test_channels_last_grad_weight_matches_the_interpreter_at_1_and_2_threads(n,
     x = rng.standard_normal((n, cg * groups, *hw)).astype(np.float32)
     oh, ow = [(h + 2 * p - s) // st_ + 1 for h, p, s, st_ in zip(hw, padding, span, stride)]
     dy = rng.standard_normal((n, og * groups, oh, ow)).astype(np.float32)
-    plan = conv_direct.grad_weight_plan(DType.float32, n, groups, cg * groups, og * groups, hw, k, (oh, ow),
+    plan = conv_plan.grad_weight_plan(DType.float32, n, groups, cg * groups, og * groups, hw, k, (oh, ow),
                                         stride, padding, dilation)
     assert plan.orientation == "dWC"
     expected = reference("conv2d_grad_weight", [x, dy], kernel_hw=k, **attrs)

@@ -244,11 +244,11 @@ def test_vector_epilogue_of_both_orientations_gives_the_unfused_bits(orientation
                                                                      monkeypatch):
     """The direct kernel applies the region on vectors along the row ("W") or along the output
     channels ("C"), partial vectors masked; every operand view kind, at 1 and 2 threads."""
-    from codegen import conv_direct
+    from codegen import conv_plan
     from test_conv import _forced
 
-    original = conv_direct.plan
-    monkeypatch.setattr(conv_direct, "plan", lambda *a, **k: _forced(original(*a, **k), orientation))
+    original = conv_plan.plan
+    monkeypatch.setattr(conv_plan, "plan", lambda *a, **k: _forced(original(*a, **k), orientation))
     graph = _conv_with_operands(x_shape, o, 3, groups, stride)
     inputs, unfused = _check_unfused_bits(graph, 11)
     for want, got in zip(run(graph, inputs), unfused):

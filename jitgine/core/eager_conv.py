@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen import conv_batch, conv_direct, conv_operands, kernels
+from codegen import conv_batch, conv_direct, conv_operands, conv_plan, kernels
 from codegen.conv import define_col2im, define_im2col
 from codegen.gemm import compile_gemm
 from codegen.parallel import grain
@@ -38,7 +38,7 @@ def _im2col(col: np.ndarray, x: np.ndarray, khw, ohw, stride, padding, dilation,
     _kernel("im2col", dtype, define_im2col)([col, x], meta)
 
 
-def _padded(p: conv_direct.DirectPlan, src: np.ndarray) -> np.ndarray:
+def _padded(p: conv_plan.DirectPlan, src: np.ndarray) -> np.ndarray:
     """The zero-padded copy of src a direct plan reads (with slack past the end)."""
     padded = np.empty(p.padded_elements(), src.dtype)
     padded[-(p.width + 16):] = 0  # tiles read past the last row: keep those lanes finite
@@ -47,7 +47,7 @@ def _padded(p: conv_direct.DirectPlan, src: np.ndarray) -> np.ndarray:
     return padded
 
 
-def _direct(p: conv_direct.DirectPlan, dst: np.ndarray, src: np.ndarray, w: np.ndarray) -> None:
+def _direct(p: conv_plan.DirectPlan, dst: np.ndarray, src: np.ndarray, w: np.ndarray) -> None:
     """Run a direct-convolution plan: padded copy of src, prepared weights, the tap kernel."""
     dtype = dtype_of(src)
     padded = _padded(p, src)
@@ -74,7 +74,7 @@ def _conv2d(attrs, arrays, types):
     o, cg, kh, kw = w.shape
     if y.size == 0:
         return [y]
-    _direct(conv_direct.plan(dtype_of(x), n, groups, cg, o // groups, tuple(x.shape[2:]), (kh, kw), tuple(y.shape[2:]),
+    _direct(conv_plan.plan(dtype_of(x), n, groups, cg, o // groups, tuple(x.shape[2:]), (kh, kw), tuple(y.shape[2:]),
                              stride, padding, dilation), y, x, w)
     return [y]
 
@@ -90,7 +90,7 @@ def _conv2d_grad_input(attrs, arrays, types):
     p, ck, og = oh * ow, cg * kh * kw, o // groups
     if dx.size == 0:
         return [dx]
-    direct = conv_direct.grad_input_plan(dtype_of(dy), n, groups, c, o, (h, wd), (kh, kw), (oh, ow),
+    direct = conv_plan.grad_input_plan(dtype_of(dy), n, groups, c, o, (h, wd), (kh, kw), (oh, ow),
                                          stride, padding, dilation)
     batch = conv_batch.batch_plan(dtype_of(dy), n, groups, c, o, (h, wd), (kh, kw), (oh, ow), stride, padding,
                                   dilation, direct)
@@ -135,7 +135,7 @@ def _conv2d_grad_weight(attrs, arrays, types):
         dw.fill(0)
         return [dw]
     dtype = dtype_of(x)
-    direct = conv_direct.grad_weight_plan(dtype, n, groups, c, o, tuple(x.shape[2:]), (kh, kw), (oh, ow), stride,
+    direct = conv_plan.grad_weight_plan(dtype, n, groups, c, o, tuple(x.shape[2:]), (kh, kw), (oh, ow), stride,
                                           padding, dilation)
     if direct is not None and direct.orientation == "dWC":
         padded = _padded(direct, x)
