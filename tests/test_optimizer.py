@@ -179,7 +179,11 @@ def test_mlp_on_fashion_mnist_learns_with_grad_manager_and_sgd():
 
 
 @pytest.mark.parametrize("make_opt", [lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
-                                      lambda ps: optim.AdamW(ps, lr=0.01)])
+                                      lambda ps: optim.AdamW(ps, lr=0.01),
+                                      lambda ps: optim.RMSprop(ps, lr=0.01, momentum=0.9, centered=True,
+                                                               weight_decay=1e-3),
+                                      lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.1),
+                                      lambda ps: optim.Adadelta(ps, weight_decay=1e-3)])
 def test_traced_training_step_matches_eager(make_opt):
     from jitgine.jit import trace
 
@@ -256,3 +260,155 @@ def test_user_defined_optimizer_matches_its_formula_eagerly_and_traced():
         results.append((losses, p.numpy().copy()))
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-6)
+
+
+def rmsprop_reference(init, lr, alpha, eps, weight_decay, momentum, centered):
+    p, v, ga, buf, out = init.copy(), np.zeros_like(init), np.zeros_like(init), np.zeros_like(init), []
+    for t in range(STEPS):
+        g = grads_for(t, init.shape) + weight_decay * p
+        v = alpha * v + (1 - alpha) * g * g
+        if centered:
+            ga = alpha * ga + (1 - alpha) * g
+            avg = np.sqrt(v - ga * ga) + eps
+        else:
+            avg = np.sqrt(v) + eps
+        if momentum:
+            buf = momentum * buf + g / avg
+            p = p - lr * buf
+        else:
+            p = p - lr * g / avg
+        out.append(p)
+    return out
+
+
+def adagrad_reference(init, lr, lr_decay, weight_decay, initial_accumulator_value, eps):
+    p, total, out = init.copy(), np.full_like(init, initial_accumulator_value), []
+    for t in range(1, STEPS + 1):
+        g = grads_for(t - 1, init.shape) + weight_decay * p
+        total = total + g * g
+        p = p - lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(total) + eps)
+        out.append(p)
+    return out
+
+
+def adadelta_reference(init, lr, rho, eps, weight_decay):
+    p, sq, acc, out = init.copy(), np.zeros_like(init), np.zeros_like(init), []
+    for t in range(STEPS):
+        g = grads_for(t, init.shape) + weight_decay * p
+        sq = rho * sq + (1 - rho) * g * g
+        delta = np.sqrt(acc + eps) / np.sqrt(sq + eps) * g
+        acc = rho * acc + (1 - rho) * delta * delta
+        p = p - lr * delta
+        out.append(p)
+    return out
+
+
+def assert_same_moves(got, ref):
+    """Compare the displacements from INIT (small steps would hide in a comparison of the parameters)."""
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a - INIT, b - INIT, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("momentum,centered,weight_decay", [(0, False, 0), (0.9, False, 0), (0, True, 0),
+                                                            (0, False, 0.1), (0.5, True, 0.01)])
+def test_rmsprop_matches_reference(momentum, centered, weight_decay):
+    args = dict(lr=0.01, alpha=0.9, eps=1e-8, weight_decay=weight_decay, momentum=momentum, centered=centered)
+    assert_same_moves(run(lambda ps: optim.RMSprop(ps, **args), INIT), rmsprop_reference(INIT, **args))
+
+
+@pytest.mark.parametrize("lr_decay,weight_decay,initial_accumulator_value", [(0, 0, 0), (0.1, 0, 0), (0, 0.1, 0.5),
+                                                                             (0.3, 0.01, 0.1)])
+def test_adagrad_matches_reference(lr_decay, weight_decay, initial_accumulator_value):
+    args = dict(lr=0.1, lr_decay=lr_decay, weight_decay=weight_decay,
+                initial_accumulator_value=initial_accumulator_value, eps=1e-10)
+    assert_same_moves(run(lambda ps: optim.Adagrad(ps, **args), INIT), adagrad_reference(INIT, **args))
+
+
+@pytest.mark.parametrize("lr,rho,eps,weight_decay", [(1.0, 0.9, 1e-6, 0), (0.5, 0.5, 1e-2, 0.1), (1.0, 0.0, 1e-3, 0)])
+def test_adadelta_matches_reference(lr, rho, eps, weight_decay):
+    args = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
+    assert_same_moves(run(lambda ps: optim.Adadelta(ps, **args), INIT), adadelta_reference(INIT, **args))
+
+
+def test_centered_rmsprop_stays_finite_when_the_gradient_never_changes():
+    # v - ga^2 tends to 0; float32 rounding can take it below 0, where an unclamped sqrt is a NaN
+    p = jg.Parameter(np.full(64, 3.0, np.float32))
+    opt = optim.RMSprop([p], lr=1e-3, alpha=0.5, centered=True)
+    for _ in range(60):
+        p.grad = jg.tensor(np.linspace(-5, 5, 64).astype(np.float32))
+        opt.step()
+    assert np.isfinite(p.numpy()).all()
+
+
+@pytest.mark.parametrize("make_opt,slots", [
+    (lambda ps: optim.RMSprop(ps, lr=0.01, momentum=0.9, centered=True), {"square_avg", "grad_avg", "momentum_buffer"}),
+    (lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.2, initial_accumulator_value=0.1), {"step", "sum"}),
+    (lambda ps: optim.Adadelta(ps, weight_decay=0.01), {"square_avg", "acc_delta"}),
+])
+def test_new_optimizers_state_dict_round_trip_continues_identically(make_opt, slots):
+    p = jg.Parameter(INIT.copy())
+    opt = make_opt([p])
+    for t in range(2):
+        p.grad = jg.tensor(grads_for(t, INIT.shape))
+        opt.step()
+    saved = opt.state_dict()
+    assert set(saved["state"][0]) == slots
+    q = jg.Parameter(p.numpy())
+    other = make_opt([q])
+    other.load_state_dict(saved)
+    for t in (2, 3):
+        for o, param in ((opt, p), (other, q)):
+            param.grad = jg.tensor(grads_for(t, INIT.shape))
+            o.step()
+    np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_lambda_and_exponential_schedulers():
+    assert _lrs(lambda o: optim.lr_scheduler.LambdaLR(o, lambda e: 1 / (e + 1))) == pytest.approx(
+        [1 / (e + 1) for e in range(7)])
+    assert _lrs(lambda o: optim.lr_scheduler.ExponentialLR(o, 0.5)) == pytest.approx([0.5 ** e for e in range(7)])
+
+    opt = optim.SGD([{"params": [jg.Parameter(np.ones(1))]}, {"params": [jg.Parameter(np.ones(1))], "lr": 0.5}],
+                    lr=1.0)
+    scheduler = optim.lr_scheduler.LambdaLR(opt, [lambda e: 0.1 ** e, lambda e: e + 1])
+    assert scheduler.get_last_lr() == pytest.approx([1.0, 0.5])
+    scheduler.step()
+    assert scheduler.get_last_lr() == pytest.approx([0.1, 1.0])
+
+
+@pytest.mark.parametrize("make_scheduler", [lambda o: optim.lr_scheduler.LambdaLR(o, lambda e: 0.9 ** e),
+                                            lambda o: optim.lr_scheduler.ExponentialLR(o, 0.8)])
+def test_new_schedulers_state_dict_round_trip(make_scheduler, tmp_path):
+    opt = optim.SGD([jg.Parameter(np.ones(1))], lr=0.3)
+    scheduler = make_scheduler(opt)
+    for _ in range(3):
+        scheduler.step()
+    jg.save(scheduler.state_dict(), tmp_path / "scheduler.mge")  # a LambdaLR's lambda is left out
+    saved = jg.load(tmp_path / "scheduler.mge")
+    assert "lr_lambdas" not in saved and saved["last_epoch"] == 3
+    other = make_scheduler(optim.SGD([jg.Parameter(np.ones(1))], lr=0.3))
+    other.load_state_dict(saved)
+    scheduler.step()
+    other.step()
+    assert other.last_epoch == 4
+    assert other.get_last_lr() == pytest.approx(scheduler.get_last_lr())
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda ps: optim.RMSprop(ps, alpha=1.0), r"RMSprop: alpha must be in \[0, 1\), got 1.0"),
+    (lambda ps: optim.RMSprop(ps, alpha=-0.1), r"RMSprop: alpha must be in \[0, 1\), got -0.1"),
+    (lambda ps: optim.RMSprop(ps, momentum=-0.5), r"RMSprop: .*momentum \(-0.5\) must be >= 0"),
+    (lambda ps: optim.RMSprop(ps, eps=-1.0), r"RMSprop: eps \(-1.0\)"),
+    (lambda ps: optim.RMSprop(ps, lr=-0.1), r"RMSprop: lr must be non-negative, got -0.1"),
+    (lambda ps: optim.Adagrad(ps, lr_decay=-0.1), r"Adagrad: lr_decay \(-0.1\).* must be >= 0"),
+    (lambda ps: optim.Adagrad(ps, initial_accumulator_value=-1), r"Adagrad: .*initial_accumulator_value \(-1\)"),
+    (lambda ps: optim.Adagrad(ps, weight_decay=-0.01), r"Adagrad: .*weight_decay \(-0.01\)"),
+    (lambda ps: optim.Adadelta(ps, rho=1.5), r"Adadelta: rho must be in \[0, 1\], got 1.5"),
+    (lambda ps: optim.Adadelta(ps, eps=-1e-6), r"Adadelta: eps \(-1e-06\).* must be >= 0"),
+    (lambda ps: optim.lr_scheduler.LambdaLR(optim.SGD(ps, lr=1.0), [lambda e: 1, lambda e: 2]),
+     r"LambdaLR: lr_lambda must be a function or a list of 1"),
+    (lambda ps: optim.lr_scheduler.ExponentialLR(optim.SGD(ps, lr=1.0), 0.0), r"ExponentialLR: gamma must be positive"),
+])
+def test_new_optimizers_and_schedulers_reject_bad_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make([jg.Parameter(np.ones(2))])

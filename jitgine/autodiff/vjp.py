@@ -29,12 +29,13 @@ VJP: dict[str, Rule] = {}
 # (bool results), index results, state updates, fused kernels (they only
 # exist after graph passes, never on a GradManager tape), random draws (their
 # values do not depend on a differentiable input), and the backward-only
-# primitives of windows (differentiating them would be higher-order autodiff).
+# primitives of windows (differentiating them would be higher-order autodiff), but for
+# conv2d_grad_input, which is also F.conv_transpose2d.
 NON_DIFFERENTIABLE = frozenset({
     "constant", "iota", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
     "logical_not", "argmax", "argmin", "assign", "fused", "fused_reduce", "fused_matmul", "fused_conv2d",
     "random_uniform",
-    "conv2d_grad_input", "conv2d_grad_weight", "max_pool2d_grad", "avg_pool2d_grad",
+    "conv2d_grad_weight", "max_pool2d_grad", "avg_pool2d_grad",
 })
 
 # Which inputs the caller needs a cotangent for (set by GradManager around each
@@ -405,6 +406,16 @@ def _vjp_conv2d(attrs, inputs, outputs, g):
     gx = apply1("conv2d_grad_input", g, w, input_hw=tuple(x.shape[2:]), **attrs) if needed(0) else None
     gw = apply1("conv2d_grad_weight", x, g, kernel_hw=tuple(w.shape[2:]), **attrs) if needed(1) else None
     return [gx, gw]
+
+
+@rule("conv2d_grad_input")
+def _vjp_conv2d_grad_input(attrs, inputs, outputs, g):
+    # y = grad_input(u, w) is conv2d's adjoint: <grad_input(u, w), g> = <u, conv2d(g, w)>.
+    u, w = inputs
+    conv = {k: attrs[k] for k in ("stride", "padding", "dilation", "groups") if k in attrs}
+    gu = apply1("conv2d", g, w, **conv) if needed(0) else None
+    gw = apply1("conv2d_grad_weight", g, u, kernel_hw=tuple(w.shape[2:]), **conv) if needed(1) else None
+    return [gu, gw]
 
 
 @rule("max_pool2d")

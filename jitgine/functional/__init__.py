@@ -8,12 +8,16 @@ from .elementwise import (
 )
 from .reduction import argmax, argmin, max, mean, min, norm, std, sum, var
 from .shape import (
-    arange, concat, detach, expand_dims, flatten, full, full_like, ones, ones_like, pad, reshape,
-    split, squeeze, stack, transpose, zeros, zeros_like,
+    arange, concat, detach, expand_dims, eye, flatten, full, full_like, linspace, ones, ones_like, pad, repeat,
+    reshape, split, squeeze, stack, tile, transpose, zeros, zeros_like,
 )
+from .indexing import gather, indexing_one_hot, topk
 from . import nn  # noqa: E402  (F.nn: MegEngine's alias module)
 from .nn import (  # noqa: E402
-    batch_norm, dropout, gelu, hsigmoid, leaky_relu, linear, log_softmax, logsumexp, matmul, one_hot, relu6, silu, softmax, softplus,
+    batch_norm, dropout, embedding, gelu, hsigmoid, hswish, layer_norm, leaky_relu, linear, log_softmax, logsigmoid,
+    logsumexp, matmul, normalize, one_hot, prelu, relu6, silu, softmax, softplus,
 )
 from . import loss  # noqa: E402  (F.loss)
-from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from .conv import (  # noqa: E402
+    adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, max_pool2d,
+)

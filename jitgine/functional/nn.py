@@ -14,7 +14,7 @@ from ir.types import DType, promote
 from ..core.dispatch import apply1
 from ..tensor import Tensor, as_tensor
 from .elementwise import (
-    abs, add, cast, equal, erf, exp, log, log1p, minimum, mul, relu, sigmoid, sub, tanh, true_div,
+    abs, add, cast, equal, erf, exp, log, log1p, maximum, minimum, mul, relu, sigmoid, sub, tanh, true_div,
     where,
 )
 from .reduction import max, sum
@@ -22,7 +22,8 @@ from .shape import arange, reshape, squeeze, expand_dims
 
 __all__ = [
     "matmul", "linear", "softmax", "log_softmax", "logsumexp", "gelu", "silu", "softplus", "leaky_relu",
-    "relu6", "hsigmoid", "one_hot", "batch_norm", "dropout", "relu", "sigmoid", "tanh",
+    "relu6", "hsigmoid", "one_hot", "batch_norm", "dropout", "relu", "sigmoid", "tanh", "layer_norm", "hswish",
+    "logsigmoid", "prelu", "normalize", "embedding",
 ]
 
 
@@ -213,6 +214,70 @@ def batch_norm(inp: Any, running_mean: Tensor | None = None, running_var: Tensor
     if bias is not None:
         out = add(out, per_channel(bias, "bias"))
     return out
+
+
+def layer_norm(inp: Any, normalized_shape: Any, affine: bool = True, weight: Any = None, bias: Any = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing `normalized_shape` dims (biased variance), then
+    `* weight + bias` when `affine`, as MegEngine's F.nn.layer_norm."""
+    x = _float(inp)
+    shape = (int(normalized_shape),) if isinstance(normalized_shape, int) else tuple(int(d) for d in normalized_shape)
+    if not shape or x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(f"layer_norm: normalized_shape {shape} must be the trailing dims of the input shape {x.shape}")
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    count = 1.0 / _larger(math.prod(shape), 1)
+    centered = sub(x, mul(sum(x, axes, keepdims=True), count))
+    var = mul(sum(mul(centered, centered), axes, keepdims=True), count)
+    out = mul(centered, apply1("rsqrt", add(var, as_tensor(eps, var))))
+    if affine:
+        if weight is None or bias is None:
+            raise ValueError("layer_norm: affine=True needs weight and bias of the normalized shape")
+        out = add(mul(out, reshape(as_tensor(weight, out), shape)), reshape(as_tensor(bias, out), shape))
+    return out
+
+
+def hswish(x: Any) -> Tensor:
+    """x * relu6(x + 3) / 6, as MegEngine."""
+    x = _float(x)
+    return mul(x, hsigmoid(x))
+
+
+def logsigmoid(x: Any) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x), stable for large |x|."""
+    return -softplus(-_float(x))
+
+
+def prelu(inp: Any, weight: Any) -> Tensor:
+    """x where x > 0, else weight * x; `weight` (one value, or one per channel of axis 1)."""
+    x = _float(inp)
+    w = as_tensor(weight, x)
+    if w.size not in (1, x.shape[1] if x.ndim > 1 else 1):
+        raise ValueError(f"prelu: weight has {w.size} elements; it needs 1 or one per channel "
+                         f"({x.shape[1] if x.ndim > 1 else 1}) of the input shape {x.shape}")
+    if w.size > 1:
+        w = reshape(w, (1, w.size) + (1,) * (x.ndim - 2))
+    return where(x > 0, x, mul(x, w))
+
+
+def normalize(inp: Any, ord: float = 2, axis: Any = None, eps: float = 1e-12) -> Tensor:
+    """inp / max(norm(inp, ord, axis), eps), as MegEngine's F.normalize."""
+    from .reduction import norm
+
+    x = _float(inp)
+    length = norm(x, ord, axis, keepdims=axis is not None)
+    return true_div(x, maximum(length, eps))
+
+
+def embedding(inp: Any, weight: Any) -> Tensor:
+    """Rows of `weight` (num_embeddings, dim) at the integer indices `inp`: out shape inp.shape + (dim,).
+
+    one_hot(inp) @ weight: differentiable in `weight` (its gradient is the summed rows), at
+    num_embeddings multiply-adds per output element."""
+    index, table = as_tensor(inp), _float(weight)
+    if table.ndim != 2:
+        raise ValueError(f"embedding: weight must be (num_embeddings, dim), got shape {table.shape}")
+    rows = cast(one_hot(reshape(index, (index.size,)), table.shape[0]), table._type.dtype)
+    return reshape(matmul(rows, table), index.shape + (table.shape[1],))
 
 
 def __getattr__(name: str) -> Any:

@@ -190,6 +190,58 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
     return add(mul(index, step), start).astype(dtype)
 
 
+def repeat(x: Any, repeats: int, axis: int | None = None) -> Tensor:
+    """Each element `repeats` times along `axis` (flattened first when None), as NumPy/MegEngine:
+    a broadcast along a new axis after `axis`, then a reshape."""
+    x = as_tensor(x)
+    if not isinstance(repeats, (int, np.integer)) or repeats < 0:
+        raise ValueError(f"repeat: repeats must be a non-negative int, got {repeats!r}")
+    if axis is None:
+        x, axis = reshape(x, (x.size,)), 0
+    axis = _axis("repeat", axis, x.ndim)
+    spread = expand_dims(x, axis + 1)
+    target = spread.shape[:axis + 1] + (int(repeats),) + spread.shape[axis + 2:]
+    out_shape = x.shape[:axis] + (x.shape[axis] * int(repeats),) + x.shape[axis + 1:]
+    return reshape(apply1("broadcast", spread, shape=target), out_shape)
+
+
+def tile(x: Any, reps: Sequence[int]) -> Tensor:
+    """`x` repeated `reps[i]` times along axis i, as NumPy (reps longer than x.ndim adds leading
+    axes): a broadcast along a new axis before each axis, then a reshape."""
+    x = as_tensor(x)
+    reps = tuple(int(r) for r in (reps if isinstance(reps, (tuple, list)) else (reps,)))
+    if any(r < 0 for r in reps):
+        raise ValueError(f"tile: reps must be non-negative, got {reps}")
+    rank = max(x.ndim, len(reps))
+    reps = (1,) * (rank - len(reps)) + reps
+    x = reshape(x, (1,) * (rank - x.ndim) + x.shape)
+    spread = reshape(x, tuple(d for dim in x.shape for d in (1, dim)))
+    target = tuple(d for r, dim in zip(reps, x.shape) for d in (r, dim))
+    return reshape(apply1("broadcast", spread, shape=target), tuple(r * dim for r, dim in zip(reps, x.shape)))
+
+
+def linspace(start: float, stop: float, num: int, dtype: Any = "float32") -> Tensor:
+    """`num` evenly spaced values from `start` to `stop` inclusive, as NumPy/MegEngine."""
+    num = int(num)
+    if num < 0:
+        raise ValueError(f"linspace: num must be non-negative, got {num}")
+    from .elementwise import add, mul
+
+    index = apply1("iota", shape=(num,), axis=0, dtype="float32")
+    step = (stop - start) / (num - 1) if num > 1 else 0.0
+    return add(mul(index, step), start).astype(dtype)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = "float32") -> Tensor:
+    """The (n, m) identity matrix (ones on the diagonal)."""
+    from .elementwise import equal
+
+    m = n if m is None else m
+    rows = apply1("iota", shape=(int(n), int(m)), axis=0, dtype="int32")
+    columns = apply1("iota", shape=(int(n), int(m)), axis=1, dtype="int32")
+    return equal(rows, columns).astype(dtype)
+
+
 def detach(x: Any) -> Tensor:
     """The same value with no autodiff history."""
     x = as_tensor(x)

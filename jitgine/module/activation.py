@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import functional as F
-from ..tensor import Tensor
+from ..tensor import Parameter, Tensor
 from .module import Module
 
 
@@ -53,3 +55,16 @@ class Softmax(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.softmax(x, self.axis)
+
+
+class PReLU(Module):
+    """x where x > 0, else weight * x, with one learnt slope (num_parameters=1) or one per channel;
+    weight starts at `init` (0.25), as PyTorch/MegEngine."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, name: str | None = None) -> None:
+        super().__init__(name)
+        self.num_parameters = int(num_parameters)
+        self.weight = Parameter(np.full((self.num_parameters,), init, np.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.prelu(x, self.weight)

@@ -1,4 +1,5 @@
-"""Sequential and ModuleList: modules held as attributes named "0", "1", ... (as MegEngine/PyTorch)."""
+"""Sequential and ModuleList (modules held as attributes named "0", "1", ...) and ModuleDict (by name), as
+MegEngine/PyTorch."""
 
 from __future__ import annotations
 
@@ -66,3 +67,57 @@ class ModuleList(_Indexed):
 
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError("ModuleList has no forward(); iterate over it")
+
+
+class ModuleDict(Module):
+    """Modules by name (attributes of this module, so the parent sees their parameters), in
+    insertion order, with the dict methods."""
+
+    def __init__(self, modules: Any = None, name: str | None = None) -> None:
+        super().__init__(name)
+        self._order: list[str] = []
+        for key, module in (dict(modules) if modules is not None else {}).items():
+            self[key] = module
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: expected a Module for key {key!r}, got {type(module).__name__}")
+        if not isinstance(key, str) or not key.isidentifier() or hasattr(Module, key):
+            raise KeyError(f"ModuleDict: key {key!r} must be a Python identifier that is not a Module attribute")
+        if key not in self._order:
+            self._order.append(key)
+        setattr(self, key, module)
+
+    def __getitem__(self, key: str) -> Module:
+        if key not in self._order:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __delitem__(self, key: str) -> None:
+        self._order.remove(key)
+        delattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._order))
+
+    def keys(self) -> list[str]:
+        return list(self._order)
+
+    def values(self) -> list[Module]:
+        return [getattr(self, k) for k in self._order]
+
+    def items(self) -> list[tuple[str, Module]]:
+        return [(k, getattr(self, k)) for k in self._order]
+
+    def update(self, modules: Any) -> None:
+        for key, module in dict(modules).items():
+            self[key] = module
+
+    def forward(self, *args: Any) -> Any:
+        raise NotImplementedError("ModuleDict has no forward(); index it by name")

@@ -1,4 +1,5 @@
-"""MaxPool2d / AvgPool2d: F.max_pool2d / F.avg_pool2d as layers (stride defaults to kernel_size)."""
+"""MaxPool2d / AvgPool2d (stride defaults to kernel_size) and their adaptive forms (an output size
+instead of a window) as layers over the F ops."""
 
 from __future__ import annotations
 
@@ -28,3 +29,22 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class _AdaptivePool2d(Module):
+    def __init__(self, oshp: Any, name: str | None = None) -> None:
+        super().__init__(name)
+        self.oshp = oshp
+
+    def _extra_repr(self) -> str:
+        return f"oshp={self.oshp}"
+
+
+class AdaptiveAvgPool2d(_AdaptivePool2d):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(x, self.oshp)
+
+
+class AdaptiveMaxPool2d(_AdaptivePool2d):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.adaptive_max_pool2d(x, self.oshp)

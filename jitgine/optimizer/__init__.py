@@ -1,8 +1,10 @@
-"""jitgine.optimizer (`import jitgine.optimizer as optim`): SGD, Adam, AdamW and lr schedules."""
+"""jitgine.optimizer (`import jitgine.optimizer as optim`): SGD, Adam(W), RMSprop, Adagrad, Adadelta, lr schedules."""
 
 from . import lr_scheduler
+from .adagrad import Adadelta, Adagrad
 from .adam import Adam, AdamW
 from .optimizer import Optimizer, ParamGroup
+from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "ParamGroup", "SGD", "Adam", "AdamW", "lr_scheduler"]
+__all__ = ["Optimizer", "ParamGroup", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "lr_scheduler"]

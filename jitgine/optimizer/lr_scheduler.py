@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from .optimizer import Optimizer
 
@@ -81,3 +81,36 @@ class CosineAnnealingLR(LRScheduler):
     def get_lr(self) -> list[float]:
         cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
         return [self.eta_min + (base - self.eta_min) * cosine for base in self.base_lrs]
+
+
+class LambdaLR(LRScheduler):
+    """lr = base * lr_lambda(epoch): one function for every group, or a list of one per group. The functions are
+    not in the state_dict (functions are not data to save, as in PyTorch): the loading scheduler keeps its own."""
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
+                 last_epoch: int = -1) -> None:
+        groups = len(optimizer.param_groups)
+        self.lr_lambdas = [lr_lambda] * groups if callable(lr_lambda) else list(lr_lambda)
+        if len(self.lr_lambdas) != groups or not all(callable(f) for f in self.lr_lambdas):
+            raise ValueError(f"LambdaLR: lr_lambda must be a function or a list of {groups} functions "
+                             f"(one per param group), got {lr_lambda!r}")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [base * f(self.last_epoch) for base, f in zip(self.base_lrs, self.lr_lambdas)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k != "lr_lambdas"}
+
+
+class ExponentialLR(LRScheduler):
+    """lr = base * gamma ** epoch."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        if gamma <= 0:
+            raise ValueError(f"ExponentialLR: gamma must be positive, got {gamma}")
+        self.gamma = float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
