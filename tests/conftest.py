@@ -9,7 +9,4 @@ settings.register_profile(
 settings.register_profile(
     "ci", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
-settings.register_profile(
-    "deep", deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow]
-)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
