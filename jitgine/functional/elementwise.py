@@ -31,12 +31,50 @@ def broadcast_to(x: Any, shape: Any) -> Tensor:
     return apply1("broadcast", x, shape=shape)
 
 
+# Eager ops with a Python number see it as a broadcast view of a 0-d array; eager code repeats its
+# numbers (relu's 0, a learning rate), so the views are kept per (number, dtype, shape).
+MAX_NUMBER_VIEWS = 1024
+_number_views: dict[tuple, np.ndarray] = {}
+
+
+def _number_view(number: float | int, dtype: np.dtype, shape: tuple[int, ...]) -> Tensor:
+    # float.hex tells -0.0 from 0.0, which compare (and hash) equal
+    key = (number.hex() if isinstance(number, float) else number, dtype, shape)
+    view = _number_views.get(key)
+    if view is None:
+        if len(_number_views) >= MAX_NUMBER_VIEWS:
+            _number_views.clear()
+        view = _number_views[key] = np.broadcast_to(np.asarray(number, dtype), shape)
+    return Tensor._wrap(view)
+
+
+def _eager_with_number(operands: tuple, float_only: bool) -> list[Tensor] | None:
+    """Eager (tensor, number) or (number, tensor) where the number takes the tensor's dtype (a float
+    tensor and a float or int, or an int tensor and an int): the operands, without promotion or
+    broadcasting work. None for every other case."""
+    if dispatch.tracer is not None or len(operands) != 2:
+        return None
+    first, second = operands
+    tensor, number = (first, second) if isinstance(first, Tensor) else (second, first)
+    kind = type(number)
+    if not isinstance(tensor, Tensor) or kind not in (float, int):
+        return None
+    dtype = tensor._array.dtype if tensor._symbol is None else None
+    if dtype is None or not (dtype.kind == "f" or (dtype.kind in "iu" and kind is int and not float_only)):
+        return None
+    view = _number_view(number, dtype, tensor._array.shape)
+    return [tensor, view] if tensor is first else [view, tensor]
+
+
 def prepare(name: str, *operands: Any, float_only: bool = False) -> list[Tensor]:
     """Tensors of one dtype (promoted) and one shape (broadcast) for an elementwise op."""
     if all(isinstance(o, Tensor) for o in operands):  # the common case, cheaply (eager pays per op)
         first = operands[0]._type
         if all(o._type == first for o in operands[1:]) and (first.dtype.is_float or not float_only):
             return list(operands)
+    with_number = _eager_with_number(operands, float_only)
+    if with_number is not None:
+        return with_number
     like = next((o for o in operands if isinstance(o, Tensor)), None)
     tensors = [as_tensor(o, like) for o in operands]
     dtype = _dtype_of(tensors[0])
@@ -140,8 +178,7 @@ def square(x: Any) -> Tensor:
 
 def where(mask: Any, x: Any, y: Any) -> Tensor:
     """Elements of `x` where `mask` is true, else of `y` (broadcast together)."""
-    like = x if isinstance(x, Tensor) else y if isinstance(y, Tensor) else None
-    a, b = prepare("where", as_tensor(x, like), as_tensor(y, like))
+    a, b = prepare("where", x, y)
     condition = cast(as_tensor(mask), DType.bool)
     try:
         shape = broadcast_shapes(condition.shape, a.shape)
