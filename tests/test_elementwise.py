@@ -474,6 +474,21 @@ def test_weak_typing_examples():
     assert_matches(1.0 - x, np.array([0.0, -1.0], np.float32))
 
 
+def test_cached_number_views_keep_signed_zeros_shapes_and_dtypes_apart():
+    """Eager numbers are kept as broadcast views per (number, dtype, shape): -0.0 is not 0.0, and a
+    view made for one shape or dtype is never handed to another."""
+    x = jg.tensor(np.array([1.0, -2.0], np.float32))
+    assert np.signbit((x * 0.0).numpy()).tolist() == [False, True]
+    assert np.signbit((x * -0.0).numpy()).tolist() == [True, False]
+    assert np.signbit((x * 0.0).numpy()).tolist() == [False, True]
+    for shape in [(2,), (3, 2), (1,), (0, 2)]:
+        a = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+        assert_matches(jg.tensor(a) + 1.5, a + 1.5)
+        assert_matches(jg.tensor(a.astype(np.float32)) - 1.5, a.astype(np.float32) - np.float32(1.5))
+    i = jg.tensor(np.array([3, 4], np.int32))
+    assert (i + 1).dtype == np.int32 and (i + 1.0).dtype == np.float32 and (i / 1).dtype == np.float32
+
+
 # ----------------------------------------------------------------------------- non-contiguous inputs
 def _layouts(a: np.ndarray) -> list[tuple[str, np.ndarray, jg.Tensor]]:
     """(name, NumPy view, the same values as a jitgine tensor) for several layouts of 2-d `a`."""
