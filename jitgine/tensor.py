@@ -308,10 +308,16 @@ class Tensor:
         return getitem(self, index)
 
 
-def _binary(name: str, a: Any, b: Any) -> Tensor:
-    from . import functional as F
+_operators: dict[str, Any] = {}  # operator name -> its F function, looked up once (eager pays per op)
 
-    return getattr(F, name)(a, b)
+
+def _binary(name: str, a: Any, b: Any) -> Tensor:
+    op = _operators.get(name)
+    if op is None:
+        from . import functional as F
+
+        op = _operators[name] = getattr(F, name)
+    return op(a, b)
 
 
 class Parameter(Tensor):

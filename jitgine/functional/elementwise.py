@@ -48,33 +48,39 @@ def _number_view(number: float | int, dtype: np.dtype, shape: tuple[int, ...]) -
     return Tensor._wrap(view)
 
 
-def _eager_with_number(operands: tuple, float_only: bool) -> list[Tensor] | None:
-    """Eager (tensor, number) or (number, tensor) where the number takes the tensor's dtype (a float
-    tensor and a float or int, or an int tensor and an int): the operands, without promotion or
-    broadcasting work. None for every other case."""
-    if dispatch.tracer is not None or len(operands) != 2:
+def _eager_binary(a: Any, b: Any, float_only: bool) -> list[Tensor] | None:
+    """Eager binary operands that need no promotion or broadcasting work: two tensors of one dtype
+    and shape, or a tensor and a Python number that takes the tensor's dtype (a float tensor and a
+    float or int, an int tensor and an int), the number as a cached broadcast view. None otherwise."""
+    if dispatch.tracer is not None:
         return None
-    first, second = operands
-    tensor, number = (first, second) if isinstance(first, Tensor) else (second, first)
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a._symbol is None and b._symbol is None:
+            x, y = a._array, b._array
+            if x.dtype == y.dtype and x.shape == y.shape and (x.dtype.kind == "f" or not float_only):
+                return [a, b]
+        return None
+    tensor, number = (a, b) if isinstance(a, Tensor) else (b, a)
     kind = type(number)
-    if not isinstance(tensor, Tensor) or kind not in (float, int):
+    if not isinstance(tensor, Tensor) or kind not in (float, int) or tensor._symbol is not None:
         return None
-    dtype = tensor._array.dtype if tensor._symbol is None else None
-    if dtype is None or not (dtype.kind == "f" or (dtype.kind in "iu" and kind is int and not float_only)):
+    dtype = tensor._array.dtype
+    if not (dtype.kind == "f" or (dtype.kind in "iu" and kind is int and not float_only)):
         return None
     view = _number_view(number, dtype, tensor._array.shape)
-    return [tensor, view] if tensor is first else [view, tensor]
+    return [tensor, view] if tensor is a else [view, tensor]
 
 
 def prepare(name: str, *operands: Any, float_only: bool = False) -> list[Tensor]:
     """Tensors of one dtype (promoted) and one shape (broadcast) for an elementwise op."""
+    if len(operands) == 2:
+        ready = _eager_binary(*operands, float_only)
+        if ready is not None:
+            return ready
     if all(isinstance(o, Tensor) for o in operands):  # the common case, cheaply (eager pays per op)
         first = operands[0]._type
         if all(o._type == first for o in operands[1:]) and (first.dtype.is_float or not float_only):
             return list(operands)
-    with_number = _eager_with_number(operands, float_only)
-    if with_number is not None:
-        return with_number
     like = next((o for o in operands if isinstance(o, Tensor)), None)
     tensors = [as_tensor(o, like) for o in operands]
     dtype = _dtype_of(tensors[0])
