@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator, Sequence
 
+from ..core import dispatch, eager
 from ..core.dispatch import apply1
 from ..tensor import Tensor
 
@@ -71,7 +72,10 @@ def rule(*names: str) -> Callable[[Rule], Rule]:
 # ------------------------------------------------------------------ small helpers (primitives only)
 
 def _const(value: float, like: Tensor) -> Tensor:
-    """A scalar of `like`'s dtype broadcast to its shape."""
+    """A scalar of `like`'s dtype broadcast to its shape: primitives under trace (the graph folds
+    them), a cached broadcast view eagerly."""
+    if dispatch.tracer is None and like._symbol is None:
+        return eager.number_view(float(value), like._array.dtype, like._array.shape)
     scalar = apply1("constant", value=float(value), shape=(), dtype=like._type.dtype.name)
     return apply1("broadcast", scalar, shape=like.shape) if like.shape else scalar
 
@@ -270,7 +274,7 @@ def _vjp_select(attrs, inputs, outputs, g):
     if not _float(a):
         return [None, None, None]
     zero = _const(0.0, g)
-    return [None, _where(cond, g, zero), _where(cond, zero, g)]
+    return [None, _where(cond, g, zero) if needed(1) else None, _where(cond, zero, g) if needed(2) else None]
 
 
 @rule("cast")

@@ -54,6 +54,24 @@ def dtype_of(array: np.ndarray) -> DType:
     return SUPPORTED[array.dtype]
 
 
+# Eager ops with a Python number see it as a broadcast view of a 0-d array; eager code repeats its
+# numbers (relu's 0, a learning rate, a VJP's zeros), so the views are kept per (number, dtype, shape).
+MAX_NUMBER_VIEWS = 1024
+_number_views: dict[tuple, np.ndarray] = {}
+
+
+def number_view(number: float | int, dtype: np.dtype, shape: tuple[int, ...]) -> Tensor:
+    """`number` as a read-only tensor of `dtype` and `shape` (strides 0: no data per element)."""
+    # float.hex tells -0.0 from 0.0, which compare (and hash) equal
+    key = (number.hex() if isinstance(number, float) else number, dtype, shape)
+    view = _number_views.get(key)
+    if view is None:
+        if len(_number_views) >= MAX_NUMBER_VIEWS:
+            _number_views.clear()
+        view = _number_views[key] = np.broadcast_to(np.asarray(number, dtype), shape)
+    return Tensor._wrap(view)
+
+
 def empty(t: TensorType) -> np.ndarray:
     return np.empty(t.shape, _NUMPY_DTYPES[t.dtype])
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ir.types import DType, broadcast_shapes, promote
 
-from ..core import dispatch
+from ..core import dispatch, eager
 from ..core.dispatch import apply1
 from ..tensor import Tensor, as_tensor
 
@@ -31,23 +31,6 @@ def broadcast_to(x: Any, shape: Any) -> Tensor:
     return apply1("broadcast", x, shape=shape)
 
 
-# Eager ops with a Python number see it as a broadcast view of a 0-d array; eager code repeats its
-# numbers (relu's 0, a learning rate), so the views are kept per (number, dtype, shape).
-MAX_NUMBER_VIEWS = 1024
-_number_views: dict[tuple, np.ndarray] = {}
-
-
-def _number_view(number: float | int, dtype: np.dtype, shape: tuple[int, ...]) -> Tensor:
-    # float.hex tells -0.0 from 0.0, which compare (and hash) equal
-    key = (number.hex() if isinstance(number, float) else number, dtype, shape)
-    view = _number_views.get(key)
-    if view is None:
-        if len(_number_views) >= MAX_NUMBER_VIEWS:
-            _number_views.clear()
-        view = _number_views[key] = np.broadcast_to(np.asarray(number, dtype), shape)
-    return Tensor._wrap(view)
-
-
 def _eager_binary(a: Any, b: Any, float_only: bool) -> list[Tensor] | None:
     """Eager binary operands that need no promotion or broadcasting work: two tensors of one dtype
     and shape, or a tensor and a Python number that takes the tensor's dtype (a float tensor and a
@@ -67,7 +50,7 @@ def _eager_binary(a: Any, b: Any, float_only: bool) -> list[Tensor] | None:
     dtype = tensor._array.dtype
     if not (dtype.kind == "f" or (dtype.kind in "iu" and kind is int and not float_only)):
         return None
-    view = _number_view(number, dtype, tensor._array.shape)
+    view = eager.number_view(number, dtype, tensor._array.shape)
     return [tensor, view] if tensor is a else [view, tensor]
 
 
