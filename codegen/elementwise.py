@@ -41,6 +41,7 @@ from ir.types import DType
 
 from . import emit
 from .emit import I8, I32, I64, REDUCE_FLAGS, constant, intrinsic
+from .gemm_kernel import ceil_div
 from .loops import for_range
 from .parallel import define_parallel_for
 
@@ -227,14 +228,11 @@ def _reduce_in_chunks(b: ir.IRBuilder, driver: ir.Function, context: ir.Value, o
     """Run a kernel whose outer dim is reduced as chunks (see the module docstring): partial
     outputs on the stack, one task per chunk, then the partials combined into `out` in order; one
     chunk, reduced into `out` itself, when there is too little work or the partials would be large."""
-    def ceil_div(x: ir.Value, y: ir.Value) -> ir.Value:
-        return b.sdiv(b.add(x, b.sub(y, I64(1))), y)
-
     work = b.select(b.icmp_signed(">", inner_work, I64(0)), inner_work, I64(1))
-    length = ceil_div(I64(PARALLEL_GRAIN_ELEMENTS), work)
-    length = b.select(b.icmp_signed(">", ceil_div(outer, length), I64(MAX_CHUNKS)), ceil_div(outer, I64(MAX_CHUNKS)),
+    length = ceil_div(b, I64(PARALLEL_GRAIN_ELEMENTS), work)
+    length = b.select(b.icmp_signed(">", ceil_div(b, outer, length), I64(MAX_CHUNKS)), ceil_div(b, outer, MAX_CHUNKS),
                       length)
-    chunks = ceil_div(outer, length)
+    chunks = ceil_div(b, outer, length)
     split = b.and_(b.icmp_signed(">", chunks, I64(1)),
                    b.icmp_signed("<=", b.mul(chunks, out_size), I64(MAX_PARTIAL_ELEMENTS)))
     chunks = b.select(split, chunks, I64(1))

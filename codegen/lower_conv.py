@@ -146,7 +146,6 @@ class _Emitter:
                            lambda m, n: define_gemm(m, n, self.dtype.name, trans_a, trans_b, workspace=True))
 
 
-
 def _conv_attrs(node: Node) -> tuple:
     return (node.attr("stride", (1, 1)), node.attr("padding", (0, 0)), node.attr("dilation", (1, 1)),
             node.attr("groups", 1))
@@ -190,7 +189,7 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
         return
     if node.op == "conv2d_grad_input":
         plan = conv_plan.grad_input_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
-                                           dilation)
+                                         dilation)
         batch = conv_batch.batch_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
                                       dilation, plan)
         if batch is not None:
@@ -201,7 +200,7 @@ def _lower_conv(ctx: Lowering, node: Node, outs: list[Buffer], ins: list[Buffer]
             return
     if node.op == "conv2d_grad_weight":
         plan = conv_plan.grad_weight_plan(dtype, n, groups, c, o, (h, w), (kh, kw), (oh, ow), stride, padding,
-                                            dilation)
+                                          dilation)
         if plan is not None:
             e.direct_grad_weight(plan, e.pointer(out), e.pointer(ins[0]), e.pointer(ins[1]))
             return

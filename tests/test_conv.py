@@ -224,12 +224,12 @@ def test_direct_kernel_orientations_match_the_interpreter(case, orientation):
     expected = reference("conv2d", [x, w], **attrs)
     if orientation != "W" or stride[1] == 1:
         plan = _forced(conv_plan.plan(dtype, n, groups, cg, o // groups, (h, wd), (kh, kw), expected.shape[2:],
-                                        stride, padding, dilation), orientation)
+                                      stride, padding, dilation), orientation)
         y = np.empty(expected.shape, x.dtype)
         _direct(plan, y, x, w)
         np.testing.assert_allclose(y, expected, atol=tolerance(x.dtype, w[0].size), rtol=0)
     plan = conv_plan.grad_input_plan(dtype, n, groups, c, o, (h, wd), (kh, kw), expected.shape[2:], stride,
-                                       padding, dilation)
+                                     padding, dilation)
     if plan is not None:
         dy = rng.standard_normal(expected.shape).astype(x.dtype)
         dx = np.empty(x.shape, x.dtype)
@@ -413,7 +413,7 @@ def test_channels_last_grad_weight_matches_the_interpreter_at_1_and_2_threads(n,
     oh, ow = [(h + 2 * p - s) // st_ + 1 for h, p, s, st_ in zip(hw, padding, span, stride)]
     dy = rng.standard_normal((n, og * groups, oh, ow)).astype(np.float32)
     plan = conv_plan.grad_weight_plan(DType.float32, n, groups, cg * groups, og * groups, hw, k, (oh, ow),
-                                        stride, padding, dilation)
+                                      stride, padding, dilation)
     assert plan.orientation == "dWC"
     expected = reference("conv2d_grad_weight", [x, dy], kernel_hw=k, **attrs)
     eager = apply1("conv2d_grad_weight", jg.tensor(x), jg.tensor(dy), kernel_hw=k, **attrs).numpy()

@@ -18,7 +18,6 @@ from .eager import contiguous, dtype_of, empty, register, run_fused, single_op_r
 SCRATCH_ELEMENTS = 1 << 21
 
 
-
 def _kernel(kind: str, dtype: DType, build):
     return kernels.get_kernel((kind, dtype), lambda module, name: build(module, name, dtype))
 
@@ -75,7 +74,7 @@ def _conv2d(attrs, arrays, types):
     if y.size == 0:
         return [y]
     _direct(conv_plan.plan(dtype_of(x), n, groups, cg, o // groups, tuple(x.shape[2:]), (kh, kw), tuple(y.shape[2:]),
-                             stride, padding, dilation), y, x, w)
+                           stride, padding, dilation), y, x, w)
     return [y]
 
 
@@ -91,7 +90,7 @@ def _conv2d_grad_input(attrs, arrays, types):
     if dx.size == 0:
         return [dx]
     direct = conv_plan.grad_input_plan(dtype_of(dy), n, groups, c, o, (h, wd), (kh, kw), (oh, ow),
-                                         stride, padding, dilation)
+                                       stride, padding, dilation)
     batch = conv_batch.batch_plan(dtype_of(dy), n, groups, c, o, (h, wd), (kh, kw), (oh, ow), stride, padding,
                                   dilation, direct)
     if batch is not None:
@@ -136,7 +135,7 @@ def _conv2d_grad_weight(attrs, arrays, types):
         return [dw]
     dtype = dtype_of(x)
     direct = conv_plan.grad_weight_plan(dtype, n, groups, c, o, tuple(x.shape[2:]), (kh, kw), (oh, ow), stride,
-                                          padding, dilation)
+                                        padding, dilation)
     if direct is not None and direct.orientation == "dWC":
         padded = _padded(direct, x)
         dy_t = np.empty(groups * n * p * direct.cpad, x.dtype)

@@ -10,7 +10,8 @@ from ir.types import DType, promote
 from ..core.dispatch import apply1
 from ..tensor import Tensor, as_tensor
 from .elementwise import add, cast
-from .shape import reshape
+from .reduction import max as reduce_max, mean
+from .shape import concat, expand_dims, reshape, slice_axis, squeeze
 
 __all__ = ["conv2d", "conv1d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
            "adaptive_max_pool2d"]
@@ -74,8 +75,6 @@ def conv1d(inp: Any, weight: Any, bias: Any = None, stride: int = 1, padding: in
            groups: int = 1) -> Tensor:
     """1-D cross-correlation of `inp` (N, C, L) with `weight` (O, C/groups, K): conv2d over a
     height of 1."""
-    from .shape import expand_dims, squeeze
-
     x, w = as_tensor(inp), as_tensor(weight)
     if x.ndim != 3 or w.ndim != 3:
         raise ValueError(f"conv1d: expects input (N, C, L) and weight (O, C/groups, K), got {x.shape} and {w.shape}")
@@ -118,8 +117,6 @@ def _adaptive(name: str, reduce: Any, inp: Any, oshp: Any) -> Tensor:
     """Output cell (i, j) reduces rows [floor(i*H/OH), ceil((i+1)*H/OH)) and the same for columns,
     as PyTorch/MegEngine: one pooling kernel when the windows tile the input, else a reduction per
     output row and column (a rectangle's mean or max is that of its rows' ones)."""
-    from .shape import concat, slice_axis
-
     x = as_tensor(inp)
     if x.ndim != 4:
         raise ValueError(f"{name}: expects an (N, C, H, W) input, got shape {x.shape}")
@@ -131,8 +128,6 @@ def _adaptive(name: str, reduce: Any, inp: Any, oshp: Any) -> Tensor:
         return _pool("max_pool2d" if reduce == "max" else "avg_pool2d", x, window, window, 0)
     if not x._type.dtype.is_float:
         x = cast(x, DType.float32)
-    from .reduction import max as reduce_max, mean
-
     op = reduce_max if reduce == "max" else mean
     for axis, o in ((2, out_hw[0]), (3, out_hw[1])):
         size = x.shape[axis]

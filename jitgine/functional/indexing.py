@@ -9,7 +9,10 @@ import numpy as np
 
 from ..core.dispatch import apply1
 from ..tensor import Tensor, as_tensor
-from .shape import reshape
+from .elementwise import cast, equal, mul, where
+from .nn import one_hot
+from .reduction import argmax, argmin, sum as reduce_sum
+from .shape import expand_dims, reshape, squeeze, stack, transpose
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
@@ -68,11 +71,6 @@ def gather(inp: Any, axis: int, index: Any) -> Tensor:
 
     A one-hot contraction (index == k) * inp summed over k: differentiable in `inp`, and it costs
     inp.shape[axis] multiply-adds per output element."""
-    from .elementwise import cast, mul
-    from .nn import one_hot
-    from .reduction import sum
-    from .shape import expand_dims, transpose
-
     x, index = as_tensor(inp), as_tensor(index)
     if not index._type.dtype.is_int:
         raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}; cast with astype('int32')")
@@ -85,13 +83,11 @@ def gather(inp: Any, axis: int, index: Any) -> Tensor:
     order = [d for d in range(x.ndim) if d != axis] + [axis]
     source = expand_dims(transpose(x, order), axis)  # inp with `axis` moved last and a 1 in its place
     selector = cast(one_hot(index, x.shape[axis]), x._type.dtype)
-    return sum(mul(selector, source), x.ndim)
+    return reduce_sum(mul(selector, source), x.ndim)
 
 
 def indexing_one_hot(src: Any, index: Any, axis: int = 1, keepdims: bool = False) -> Tensor:
     """src[i, index[i], j] along `axis` (index has src's shape without `axis`), as MegEngine."""
-    from .shape import expand_dims, squeeze
-
     x = as_tensor(src)
     if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < max(x.ndim, 1):
         raise ValueError(f"indexing_one_hot: axis {axis} is out of range for a tensor of shape {x.shape}")
@@ -106,10 +102,6 @@ def topk(inp: Any, k: int, descending: bool = False, kth_only: bool = False,
     and their int32 indices, as MegEngine's F.topk (`kth_only`: only the k-th of each row; the
     result is always sorted, so `no_sort` changes nothing). k rounds of arg-min/max, each masking
     the element it took: for the small k of top-k accuracy and beam search."""
-    from .elementwise import equal, where
-    from .reduction import argmax, argmin
-    from .shape import expand_dims, stack
-
     x = as_tensor(inp)
     if x.ndim != 2:
         raise ValueError(f"topk: expects a 2-D tensor (rows of candidates), got shape {x.shape}")

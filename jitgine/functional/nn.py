@@ -17,7 +17,7 @@ from .elementwise import (
     abs, add, cast, equal, erf, exp, log, log1p, maximum, minimum, mul, relu, sigmoid, sub, tanh, true_div,
     where,
 )
-from .reduction import max, sum
+from .reduction import max, norm, sum
 from .shape import arange, reshape, squeeze, expand_dims
 
 __all__ = [
@@ -164,6 +164,14 @@ def dropout(inp: Any, drop_prob: float, training: bool = True) -> Tensor:
     return mul(x, mul(cast(keep, x._type.dtype), 1.0 / (1.0 - drop_prob)))
 
 
+def _moments(x: Tensor, axes: tuple[int, ...], count: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean, x - mean, biased variance) over `axes` (kept), of `count` elements each."""
+    scale = 1.0 / _larger(count, 1)
+    mean = mul(sum(x, axes, keepdims=True), scale)
+    centered = sub(x, mean)
+    return mean, centered, mul(sum(mul(centered, centered), axes, keepdims=True), scale)
+
+
 def batch_norm(inp: Any, running_mean: Tensor | None = None, running_var: Tensor | None = None,
                weight: Any = None, bias: Any = None, *, training: bool = False, momentum: float = 0.9,
                eps: float = 1e-5, inplace: bool = True) -> Tensor:
@@ -190,11 +198,8 @@ def batch_norm(inp: Any, running_mean: Tensor | None = None, running_var: Tensor
         return reshape(t, stat_shape)
 
     if training:
-        mean = sum(x, axes, keepdims=True)
         count = x.size // channels if channels else 0
-        mean = mul(mean, 1.0 / _larger(count, 1))
-        centered = sub(x, mean)
-        var = mul(sum(mul(centered, centered), axes, keepdims=True), 1.0 / _larger(count, 1))
+        mean, centered, var = _moments(x, axes, count)
         if inplace and running_mean is not None:
             new = add(mul(per_channel(running_mean, "running_mean"), momentum), mul(mean.detach(), 1.0 - momentum))
             running_mean._reset(cast(reshape(new, running_mean.shape), running_mean._type.dtype))
@@ -224,10 +229,7 @@ def layer_norm(inp: Any, normalized_shape: Any, affine: bool = True, weight: Any
     shape = (int(normalized_shape),) if isinstance(normalized_shape, int) else tuple(int(d) for d in normalized_shape)
     if not shape or x.shape[x.ndim - len(shape):] != shape:
         raise ValueError(f"layer_norm: normalized_shape {shape} must be the trailing dims of the input shape {x.shape}")
-    axes = tuple(range(x.ndim - len(shape), x.ndim))
-    count = 1.0 / _larger(math.prod(shape), 1)
-    centered = sub(x, mul(sum(x, axes, keepdims=True), count))
-    var = mul(sum(mul(centered, centered), axes, keepdims=True), count)
+    _, centered, var = _moments(x, tuple(range(x.ndim - len(shape), x.ndim)), math.prod(shape))
     out = mul(centered, apply1("rsqrt", add(var, as_tensor(eps, var))))
     if affine:
         if weight is None or bias is None:
@@ -261,8 +263,6 @@ def prelu(inp: Any, weight: Any) -> Tensor:
 
 def normalize(inp: Any, ord: float = 2, axis: Any = None, eps: float = 1e-12) -> Tensor:
     """inp / max(norm(inp, ord, axis), eps), as MegEngine's F.normalize."""
-    from .reduction import norm
-
     x = _float(inp)
     length = norm(x, ord, axis, keepdims=axis is not None)
     return true_div(x, maximum(length, eps))

@@ -11,6 +11,7 @@ from ir.types import DType
 
 from ..core.dispatch import apply1
 from ..tensor import Tensor, as_tensor
+from .elementwise import add, equal, mul, prepare
 
 
 def _axis(name: str, axis: int, rank: int) -> int:
@@ -81,8 +82,6 @@ def squeeze(x: Any, axis: Any = None) -> Tensor:
 
 
 def concat(inputs: Sequence[Any], axis: int = 0) -> Tensor:
-    from .elementwise import prepare
-
     if not inputs:
         raise ValueError("concat: needs at least one tensor")
     tensors = [as_tensor(t) for t in inputs]
@@ -185,8 +184,6 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
     index = apply1("iota", shape=(count,), axis=0, dtype=dt.name)
     if start == 0 and step == 1:
         return index
-    from .elementwise import add, mul
-
     return add(mul(index, step), start).astype(dtype)
 
 
@@ -225,8 +222,6 @@ def linspace(start: float, stop: float, num: int, dtype: Any = "float32") -> Ten
     num = int(num)
     if num < 0:
         raise ValueError(f"linspace: num must be non-negative, got {num}")
-    from .elementwise import add, mul
-
     index = apply1("iota", shape=(num,), axis=0, dtype="float32")
     step = (stop - start) / (num - 1) if num > 1 else 0.0
     return add(mul(index, step), start).astype(dtype)
@@ -234,8 +229,6 @@ def linspace(start: float, stop: float, num: int, dtype: Any = "float32") -> Ten
 
 def eye(n: int, m: int | None = None, dtype: Any = "float32") -> Tensor:
     """The (n, m) identity matrix (ones on the diagonal)."""
-    from .elementwise import equal
-
     m = n if m is None else m
     rows = apply1("iota", shape=(int(n), int(m)), axis=0, dtype="int32")
     columns = apply1("iota", shape=(int(n), int(m)), axis=1, dtype="int32")

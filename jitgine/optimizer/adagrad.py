@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from ..tensor import Tensor
-from .optimizer import Optimizer, ParamGroup, zeros_slot
+from .optimizer import Optimizer, ParamGroup, l2_decayed, zeros_slot
 
 
 class Adagrad(Optimizer):
@@ -26,8 +26,7 @@ class Adagrad(Optimizer):
 
     def _update(self, param: Tensor, grad: Tensor, group: ParamGroup, state: dict[str, Tensor]) -> None:
         lr = self._lr(group, param)
-        if group["weight_decay"]:
-            grad = F.add(grad, F.mul(param, group["weight_decay"]))
+        grad = l2_decayed(grad, param, group["weight_decay"])
         if "step" not in state:
             state["step"] = Tensor(np.zeros((), param.dtype))
             state["sum"] = Tensor(np.full(param.shape, group["initial_accumulator_value"], param.dtype))
@@ -54,8 +53,7 @@ class Adadelta(Optimizer):
 
     def _update(self, param: Tensor, grad: Tensor, group: ParamGroup, state: dict[str, Tensor]) -> None:
         rho, eps = group["rho"], group["eps"]
-        if group["weight_decay"]:
-            grad = F.add(grad, F.mul(param, group["weight_decay"]))
+        grad = l2_decayed(grad, param, group["weight_decay"])
         if "square_avg" not in state:
             state["square_avg"] = zeros_slot(param)
             state["acc_delta"] = zeros_slot(param)

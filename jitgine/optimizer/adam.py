@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import functional as F
 from ..tensor import Tensor
-from .optimizer import Optimizer, ParamGroup, zeros_slot
+from .optimizer import Optimizer, ParamGroup, l2_decayed, zeros_slot
 
 
 class Adam(Optimizer):
@@ -31,8 +31,8 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         wd = group["weight_decay"]
         lr = self._lr(group, param)
-        if wd and not self.decoupled:
-            grad = F.add(grad, F.mul(param, wd))
+        if not self.decoupled:
+            grad = l2_decayed(grad, param, wd)
         if "step" not in state:
             state["step"] = Tensor(np.zeros((), param.dtype))
             state["exp_avg"] = zeros_slot(param)

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .. import functional as F
 from ..core import dispatch
 from ..tensor import Parameter, Tensor
 
@@ -41,6 +42,11 @@ class ParamGroup(dict):
         if key == "lr":
             for dtype, tensor in getattr(self, "_lr_tensors", {}).items():
                 tensor._reset(Tensor(np.asarray(float(value), dtype)))
+
+
+def l2_decayed(grad: Tensor, param: Tensor, weight_decay: float) -> Tensor:
+    """g + wd * p (L2 weight decay folded into the gradient), or g itself when wd is 0."""
+    return F.add(grad, F.mul(param, weight_decay)) if weight_decay else grad
 
 
 def zeros_slot(param: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from .. import functional as F
 from ..tensor import Tensor
-from .optimizer import Optimizer, ParamGroup, zeros_slot
+from .optimizer import Optimizer, ParamGroup, l2_decayed, zeros_slot
 
 
 class RMSprop(Optimizer):
@@ -26,8 +26,7 @@ class RMSprop(Optimizer):
 
     def _update(self, param: Tensor, grad: Tensor, group: ParamGroup, state: dict[str, Tensor]) -> None:
         alpha, momentum = group["alpha"], group["momentum"]
-        if group["weight_decay"]:
-            grad = F.add(grad, F.mul(param, group["weight_decay"]))
+        grad = l2_decayed(grad, param, group["weight_decay"])
         if "square_avg" not in state:
             state["square_avg"] = zeros_slot(param)
         v = F.add(F.mul(state["square_avg"], alpha), F.mul(F.mul(grad, grad), 1.0 - alpha))

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from .. import functional as F
 from ..tensor import Tensor
-from .optimizer import Optimizer, ParamGroup, zeros_slot
+from .optimizer import Optimizer, ParamGroup, l2_decayed, zeros_slot
 
 
 class SGD(Optimizer):
@@ -22,8 +22,7 @@ class SGD(Optimizer):
                                   "weight_decay": weight_decay})
 
     def _update(self, param: Tensor, grad: Tensor, group: ParamGroup, state: dict[str, Tensor]) -> None:
-        if group["weight_decay"]:
-            grad = F.add(grad, F.mul(param, group["weight_decay"]))
+        grad = l2_decayed(grad, param, group["weight_decay"])
         momentum = group["momentum"]
         if momentum:
             if "momentum_buffer" not in state:
